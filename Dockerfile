@@ -1,0 +1,20 @@
+# The production image: one image for web (gunicorn), worker and beat.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 STATIC_MANIFEST=1 MLM_VAR_DIR=/app/var
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY mlm ./mlm
+COPY consent ./consent
+COPY recipients ./recipients
+COPY campaigns ./campaigns
+RUN pip install --no-cache-dir .
+
+COPY . .
+RUN SECRET_KEY=build-only DEBUG=0 python manage.py collectstatic --noinput \
+    && useradd --system --home /app mlm && mkdir -p /app/var && chown -R mlm /app/var
+USER mlm
+
+EXPOSE 8000
+CMD ["gunicorn", "mlm.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]

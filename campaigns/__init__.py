@@ -1,0 +1,1 @@
+"""Campaigns, templates and layouts, checks, approval, dispatch, deliveries and reports."""

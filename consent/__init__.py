@@ -1,0 +1,1 @@
+"""DM types, consent events, subscriptions, suppressions and the public recipient pages."""

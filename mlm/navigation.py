@@ -1,0 +1,20 @@
+"""The unit navigation: each app adds its pages here, with the least role that sees them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlm.models import Role
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    url_name: str
+    role: Role
+
+
+UNIT_NAV: list[NavItem] = [
+    NavItem("Outbox", "outbox", Role.EDITOR),
+    NavItem("Audit", "audit", Role.ADMIN),
+]

@@ -1,0 +1,55 @@
+"""The one place where a unit page resolves its unit and checks membership and role (I8)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.utils import timezone
+
+from mlm.models import Membership, Role, SenderUnit
+
+
+class UnitRequest(HttpRequest):
+    """An HttpRequest on a unit page: `unit` and `membership` are set by `unit_view`."""
+
+    unit: SenderUnit
+    membership: Membership
+
+
+def unit_view(role: Role = Role.VIEWER) -> Callable:
+    """Decorate a view under /units/<slug>/: non-members get 404, members below `role` get 403.
+
+    The decorated view receives the request with `request.unit` and `request.membership` set and
+    no `unit_slug` argument; it renders in the unit's time zone.
+    """
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapper(request: HttpRequest, unit_slug: str, *args, **kwargs) -> HttpResponse:
+            membership = (
+                Membership.objects.select_related("unit")
+                .filter(unit__slug=unit_slug, user=request.user)
+                .first()
+            )
+            if membership is None:
+                raise Http404("No such unit.")
+            if not membership.allows(role):
+                raise PermissionDenied(
+                    f"This needs the {Role(role).label.lower()} role in {membership.unit.name}."
+                )
+            request.unit = membership.unit
+            request.membership = membership
+            with timezone.override(membership.unit.tzinfo):
+                return view(request, *args, **kwargs)
+
+        guarded = login_required(wrapper)
+        guarded.mlm_unit_role = Role(
+            role
+        )  # read by the system check that every unit URL is guarded
+        return guarded
+
+    return decorator

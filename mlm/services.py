@@ -1,0 +1,101 @@
+"""What the core does: units, memberships, the audit log, heartbeats and the test mail."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import models, transaction
+from django.utils import timezone
+
+from mlm.models import AuditEntry, Heartbeat, Membership, Role, SenderUnit
+
+
+def audit_record(
+    *,
+    unit: SenderUnit | None,
+    actor: AbstractBaseUser | None,
+    verb: str,
+    obj: models.Model | None = None,
+    data: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one audit entry; callers pass codes and counts in `data`, never personal data."""
+    object_type = object_id = object_repr = ""
+    if obj is not None:
+        object_type = obj._meta.label_lower
+        object_id = str(getattr(obj, "code", None) or obj.pk)
+        object_repr = getattr(obj, "audit_label", None) or str(obj)
+    return AuditEntry.objects.create(
+        unit=unit,
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        actor_label=actor.get_username()
+        if actor is not None and actor.is_authenticated
+        else "system",
+        verb=verb,
+        object_type=object_type,
+        object_id=object_id,
+        object_repr=object_repr[:200],
+        data=data or {},
+    )
+
+
+@transaction.atomic
+def unit_create(
+    *,
+    name: str,
+    slug: str,
+    postal_address: str,
+    timezone_name: str = "Asia/Hong_Kong",
+    default_locale: str = "en",
+    by: AbstractBaseUser | None,
+) -> SenderUnit:
+    """Create a sender unit and record it."""
+    unit = SenderUnit(
+        name=name,
+        slug=slug,
+        postal_address=postal_address,
+        timezone=timezone_name,
+        default_locale=default_locale,
+    )
+    unit.full_clean()
+    unit.save()
+    audit_record(unit=unit, actor=by, verb="unit.create", obj=unit)
+    return unit
+
+
+@transaction.atomic
+def membership_set(
+    *, unit: SenderUnit, user: AbstractBaseUser, role: Role, by: AbstractBaseUser | None
+) -> Membership:
+    """Give `user` the role `role` in `unit` (creating or changing the membership), recorded."""
+    membership, created = Membership.objects.update_or_create(
+        unit=unit, user=user, defaults={"role": Role(role)}
+    )
+    audit_record(
+        unit=unit,
+        actor=by,
+        verb="membership.create" if created else "membership.change",
+        obj=membership,
+        data={"user": user.get_username(), "role": str(role)},
+    )
+    return membership
+
+
+def heartbeat_record(*, name: str) -> Heartbeat:
+    """Note that the component `name` is alive now."""
+    beat, _ = Heartbeat.objects.update_or_create(name=name, defaults={"seen_at": timezone.now()})
+    return beat
+
+
+def heartbeat_age(*, name: str) -> float | None:
+    """Seconds since `name` last reported, or None if it never did."""
+    seen = Heartbeat.objects.filter(name=name).values_list("seen_at", flat=True).first()
+    return None if seen is None else (timezone.now() - seen).total_seconds()
+
+
+def unit_send_test_mail(*, unit: SenderUnit, by: AbstractBaseUser) -> None:
+    """Queue a sample message to the user's own address through the configured mail backend."""
+    from mlm.tasks import send_test_mail
+
+    audit_record(unit=unit, actor=by, verb="mail.test", data={"to": by.email})
+    transaction.on_commit(lambda: send_test_mail.delay(unit.pk, by.pk))

@@ -1,0 +1,337 @@
+"""MLM settings: one module, driven by environment variables (see the README's table)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+from csp.constants import NONE, SELF
+from django.core.exceptions import ImproperlyConfigured
+
+from mlm.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(
+    env_str(
+        "MLM_VAR_DIR",
+        str(BASE_DIR / "var"),
+        "Folder for the embedded default's local state: SQLite file, queue, development key.",
+    )
+)
+
+DEBUG = env_bool("DEBUG", False, "Development mode. Never on in production.")
+
+
+def _local_development_key(path: Path) -> str:
+    """Make a development SECRET_KEY once and keep it in the var folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = env_str(
+    "SECRET_KEY",
+    None,
+    "Signs sessions and recipient links. Required when DEBUG is off.",
+    production=True,
+)
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. With DEBUG off MLM refuses to start without one: set the "
+            "SECRET_KEY environment variable to a long random string, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+        )
+    SECRET_KEY = _local_development_key(VAR_DIR / "secret_key")
+SECRET_KEY_FALLBACKS = env_list(
+    "SECRET_KEY_FALLBACKS",
+    [],
+    "Earlier SECRET_KEYs, comma-separated: links in old mails keep working after a rotation.",
+)
+
+SITE_URL = env_str(
+    "SITE_URL",
+    "http://127.0.0.1:8000",
+    "Public base URL of the app, used for absolute links in mails (https in production).",
+    production=True,
+).rstrip("/")
+_site = urlsplit(SITE_URL)
+if _site.scheme not in {"http", "https"} or not _site.netloc:
+    raise ImproperlyConfigured(f"SITE_URL must be an absolute http(s) URL, not {SITE_URL!r}.")
+
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS",
+    ["localhost", "127.0.0.1", "[::1]", _site.hostname or "localhost"],
+    "Host names this app answers to, comma-separated.",
+    production=True,
+)
+CSRF_TRUSTED_ORIGINS = [f"{_site.scheme}://{_site.netloc}"]
+
+MLM_INTERNAL_DOMAINS = [
+    d.lower()
+    for d in env_list(
+        "MLM_INTERNAL_DOMAINS",
+        ["example.edu"],
+        "The institution's own mail domains, comma-separated (internal audience).",
+        production=True,
+    )
+]
+MLM_INSTITUTION_NAME = env_str(
+    "MLM_INSTITUTION_NAME",
+    "Example University",
+    "The institution's name, shown on public pages.",
+    production=True,
+)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "csp",
+    "anymail",
+    "mlm",
+    "consent",
+    "recipients",
+    "campaigns",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "mlm.urls"
+WSGI_APPLICATION = "mlm.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "mlm.context_processors.shell",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = env_str(
+    "DATABASE_URL",
+    f"sqlite:///{VAR_DIR / 'mlm.sqlite3'}",
+    "Database, e.g. postgres://user:pass@host:5432/mlm. Default: an SQLite file (embedded).",
+    production=True,
+)
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    # WAL and immediate transactions let the web process and the worker share the file.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env_int(
+        "CONN_MAX_AGE", 60, "Seconds a database connection is kept for reuse."
+    )
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str(
+    "REDIS_URL",
+    "",
+    "Redis for the Celery broker, rate limits and caches. Empty: the embedded default.",
+    production=True,
+)
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hant", "繁體中文"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = env_str("TIME_ZONE", "UTC", "Server time zone; each unit has its own for display.")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_MANIFEST = env_bool(
+    "STATIC_MANIFEST",
+    False,
+    "Serve collected, hashed static files (run collectstatic first); the container image sets it.",
+)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if STATIC_MANIFEST
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Without the manifest, files are served straight from the source folders (no collectstatic).
+STATIC_ROOT = VAR_DIR / "static" if STATIC_MANIFEST else None
+WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# Security. Production (DEBUG off) gets HTTPS-only cookies, HSTS and redirects by default.
+_https = _site.scheme == "https"
+SECURE_SSL_REDIRECT = env_bool(
+    "SECURE_SSL_REDIRECT",
+    not DEBUG and _https,
+    "Redirect plain HTTP to HTTPS (default: on when DEBUG is off and SITE_URL is https).",
+)
+SECURE_REDIRECT_EXEMPT = [r"^health/$"]
+if env_bool(
+    "TRUST_X_FORWARDED_PROTO",
+    False,
+    "Behind a TLS-terminating proxy that sets X-Forwarded-Proto: trust it.",
+):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG and _https
+SECURE_HSTS_SECONDS = env_int(
+    "SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, "HSTS max-age in seconds (0 turns it off)."
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
+SECURE_HSTS_PRELOAD = env_bool(
+    "SECURE_HSTS_PRELOAD", not DEBUG, "Ask browsers to preload HSTS for the domain."
+)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "frame-ancestors": [NONE],
+        "form-action": [SELF],
+    }
+}
+
+# Mail. The embedded default keeps every message in the Outbox, readable in the browser.
+_EMAIL_BACKENDS = {
+    "outbox": "mlm.mail.OutboxBackend",
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "console": "django.core.mail.backends.console.EmailBackend",
+}
+_email_backend = env_str(
+    "EMAIL_BACKEND",
+    "outbox",
+    "outbox (keep mail in the browser's Outbox), smtp, console, or a dotted path such as "
+    "anymail.backends.amazon_ses.EmailBackend.",
+    production=True,
+)
+EMAIL_BACKEND = _EMAIL_BACKENDS.get(_email_backend, _email_backend)
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost", "SMTP relay host.")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, "SMTP relay port.")
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "", "SMTP user name.")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "", "SMTP password.")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False, "Use STARTTLS with the SMTP relay.")
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False, "Use implicit TLS with the SMTP relay.")
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, "SMTP timeout in seconds.")
+DEFAULT_FROM_EMAIL = env_str(
+    "DEFAULT_FROM_EMAIL",
+    "mlm@localhost",
+    "Sender of system mail (login, confirmations).",
+    production=True,
+)
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# Celery. Redis in production; without REDIS_URL a file-system queue in the var folder, so the
+# embedded default still runs a real worker process and no request waits for sending.
+CELERY_BROKER_URL = env_str(
+    "CELERY_BROKER_URL",
+    REDIS_URL or "filesystem://",
+    "Celery broker (default: REDIS_URL, else a file-system queue in MLM_VAR_DIR).",
+)
+CELERY_VISIBILITY_TIMEOUT = env_int(
+    "CELERY_VISIBILITY_TIMEOUT",
+    3 * 3600,
+    "Seconds before Redis re-delivers an unacknowledged task; must exceed the task time limit.",
+)
+CELERY_TASK_TIME_LIMIT = env_int(
+    "CELERY_TASK_TIME_LIMIT", 15 * 60, "Hard time limit of any task, in seconds."
+)
+if CELERY_TASK_TIME_LIMIT >= CELERY_VISIBILITY_TIMEOUT:
+    raise ImproperlyConfigured(
+        f"CELERY_TASK_TIME_LIMIT ({CELERY_TASK_TIME_LIMIT} s) must be below "
+        f"CELERY_VISIBILITY_TIMEOUT ({CELERY_VISIBILITY_TIMEOUT} s): otherwise the broker hands a "
+        "running task to a second worker and mail could be sent twice."
+    )
+CELERY_TASK_SOFT_TIME_LIMIT = max(CELERY_TASK_TIME_LIMIT - 30, 1)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queue_dir = VAR_DIR / "queue"
+    for _sub in ("messages", "processed"):
+        (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        data_folder_in=str(_queue_dir / "messages"),
+        data_folder_out=str(_queue_dir / "messages"),
+        processed_folder=str(_queue_dir / "processed"),
+        store_processed=False,
+    )
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_BEAT_SCHEDULE = {
+    "health": {"task": "mlm.tasks.health", "schedule": 60.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO", "Log level of the mlm loggers.")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+    "loggers": {
+        name: {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
+        for name in ("mlm", "consent", "recipients", "campaigns")
+    },
+}

@@ -1,0 +1,29 @@
+"""URL configuration: the shell, the unit pages under /units/<slug>/, admin and health."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from mlm import views
+
+unit_patterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("audit/", views.audit_list, name="audit"),
+    path("outbox/", views.outbox_list, name="outbox"),
+    path("outbox/test/", views.outbox_send_test, name="outbox_send_test"),
+    path("outbox/<uuid:message_code>/", views.outbox_detail, name="outbox_detail"),
+    path("outbox/<uuid:message_code>/html/", views.outbox_html, name="outbox_html"),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("health/", views.health, name="health"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        name="login",
+    ),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("units/<slug:unit_slug>/", include(unit_patterns)),
+]

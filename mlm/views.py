@@ -1,0 +1,127 @@
+"""Pages of the browser shell: home, unit dashboard, audit log, outbox, health."""
+
+from __future__ import annotations
+
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+
+from csp.constants import NONE, SELF
+from csp.decorators import csp_replace
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.clickjacking import xframe_options_sameorigin
+from django.views.decorators.http import require_GET, require_POST
+
+from mlm.models import AuditEntry, Membership, OutboxMessage, Role
+from mlm.scoping import UnitRequest, unit_view
+from mlm.services import heartbeat_age, unit_send_test_mail
+from mlm.tasks import WORKER_HEARTBEAT
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    memberships = list(Membership.objects.filter(user=request.user).select_related("unit"))
+    if len(memberships) == 1:
+        return redirect("dashboard", unit_slug=memberships[0].unit.slug)
+    return render(request, "mlm/home.html", {"memberships": memberships})
+
+
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    """Liveness for load balancers: the database answers; the worker's last heartbeat age."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    age = heartbeat_age(name=WORKER_HEARTBEAT)
+    return JsonResponse({"database": "ok", "worker_seen_seconds_ago": age})
+
+
+@unit_view(Role.VIEWER)
+def dashboard(request: UnitRequest) -> HttpResponse:
+    unit = request.unit
+    context = {
+        "members": unit.memberships.select_related("user").order_by("user__username"),
+        "worker_age": heartbeat_age(name=WORKER_HEARTBEAT),
+        "outbox_count": OutboxMessage.objects.for_unit(unit).count(),
+        "uses_outbox": settings.EMAIL_BACKEND == "mlm.mail.OutboxBackend",
+    }
+    return render(request, "mlm/dashboard.html", context)
+
+
+@unit_view(Role.ADMIN)
+def audit_list(request: UnitRequest) -> HttpResponse:
+    entries = AuditEntry.objects.for_unit(request.unit).select_related("actor")
+    page = Paginator(entries, 50).get_page(request.GET.get("page"))
+    return render(request, "mlm/audit_list.html", {"page": page})
+
+
+@unit_view(Role.EDITOR)
+def outbox_list(request: UnitRequest) -> HttpResponse:
+    outbox = OutboxMessage.objects.for_unit(request.unit).defer("raw")
+    page = Paginator(outbox, 50).get_page(request.GET.get("page"))
+    return render(request, "mlm/outbox_list.html", {"page": page})
+
+
+def _parse(raw: bytes) -> EmailMessage:
+    return BytesParser(policy=policy.default).parsebytes(raw)
+
+
+def _part(message: EmailMessage, subtype: str) -> str | None:
+    part = message.get_body(preferencelist=(subtype,))
+    return None if part is None else part.get_content()
+
+
+@unit_view(Role.EDITOR)
+def outbox_detail(request: UnitRequest, message_code) -> HttpResponse:
+    item = get_object_or_404(OutboxMessage.objects.for_unit(request.unit), code=message_code)
+    raw = bytes(item.raw)
+    parsed = _parse(raw)
+    context = {
+        "item": item,
+        "headers": list(parsed.items()),
+        "text": _part(parsed, "plain"),
+        "has_html": _part(parsed, "html") is not None,
+        "raw": raw.decode("utf-8", errors="replace"),
+    }
+    return render(request, "mlm/outbox_detail.html", context)
+
+
+# The HTML part is shown in a sandboxed iframe: no scripts, no forms, no same-origin access.
+@unit_view(Role.EDITOR)
+@xframe_options_sameorigin
+@csp_replace(
+    {
+        "default-src": [NONE],
+        "img-src": ["https:", "data:", SELF],
+        "style-src": ["'unsafe-inline'"],
+        "font-src": ["https:", "data:"],
+        "frame-ancestors": [SELF],
+        "sandbox": [""],
+        "script-src": [NONE],
+        "form-action": [NONE],
+    }
+)
+def outbox_html(request: UnitRequest, message_code) -> HttpResponse:
+    item = get_object_or_404(OutboxMessage.objects.for_unit(request.unit), code=message_code)
+    html = _part(_parse(bytes(item.raw)), "html")
+    return HttpResponse(html or "", content_type="text/html; charset=utf-8")
+
+
+@unit_view(Role.EDITOR)
+@require_POST
+def outbox_send_test(request: UnitRequest) -> HttpResponse:
+    if not request.user.email:
+        messages.error(request, "Your account has no e-mail address; ask operations to add one.")
+    else:
+        unit_send_test_mail(unit=request.unit, by=request.user)
+        messages.success(
+            request,
+            f"A test message to {request.user.email} is queued; it appears here once the "
+            "worker has sent it.",
+        )
+    return redirect("outbox", unit_slug=request.unit.slug)

@@ -1,0 +1,1 @@
+"""Recipients, lists, imports, export and erasure."""

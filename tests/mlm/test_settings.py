@@ -1,0 +1,116 @@
+"""Settings from the environment: refusals with clear messages, and a clean `check --deploy`."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY"}}
+    env.update(
+        DEBUG="0",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        SITE_URL="https://mlm.example.edu",
+        ALLOWED_HOSTS="mlm.example.edu",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        REDIS_URL="redis://127.0.0.1:6379/15",
+        MLM_VAR_DIR=str(tmp_path / "var"),
+        DJANGO_SETTINGS_MODULE="mlm.settings",
+    )
+    env.update(overrides)
+    return env
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_without_debug_it_refuses_to_start_without_a_secret_key(tmp_path):
+    env = production_env(tmp_path)
+    del env["SECRET_KEY"]
+    result = run(["manage.py", "check"], env)
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+    assert "refuses to start" in result.stderr
+
+
+def test_with_debug_it_makes_and_keeps_a_local_development_key(tmp_path):
+    env = production_env(tmp_path, DEBUG="1")
+    del env["SECRET_KEY"]
+    code = "import django; from django.conf import settings; django.setup(); print(settings.SECRET_KEY)"
+    first = run(["-c", code], env)
+    second = run(["-c", code], env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    assert len(first.stdout.strip()) >= 50
+    assert (tmp_path / "var" / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_check_deploy_is_clean_with_production_settings(tmp_path):
+    result = run(
+        ["manage.py", "check", "--deploy", "--fail-level", "WARNING"], production_env(tmp_path)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_check_deploy_warns_about_a_plain_http_site_url(tmp_path):
+    env = production_env(tmp_path, SITE_URL="http://mlm.example.edu")
+    result = run(["manage.py", "check", "--deploy", "--fail-level", "WARNING"], env)
+    assert result.returncode != 0
+    assert "mlm.W001" in result.stderr + result.stdout
+
+
+def test_it_refuses_a_task_time_limit_above_the_visibility_timeout(tmp_path):
+    env = production_env(tmp_path, CELERY_TASK_TIME_LIMIT="7200", CELERY_VISIBILITY_TIMEOUT="3600")
+    result = run(["manage.py", "check"], env)
+    assert result.returncode != 0
+    assert "must be below CELERY_VISIBILITY_TIMEOUT" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["maybe", "2x"])
+def test_it_names_a_malformed_variable(tmp_path, value):
+    result = run(["manage.py", "check"], production_env(tmp_path, DEBUG=value))
+    assert result.returncode != 0
+    assert "DEBUG must be a boolean" in result.stderr
+
+
+PROBE = """
+import json, django
+django.setup()
+from django.test import Client
+r = Client(HTTP_HOST="mlm.example.edu").get("/accounts/login/", secure=True)
+print(json.dumps({"status": r.status_code, "headers": dict(r.headers)}))
+"""
+
+
+def test_production_responses_carry_the_security_headers(tmp_path):
+    env = production_env(tmp_path)
+    assert run(["manage.py", "migrate", "--noinput"], env).returncode == 0
+    result = run(["-c", PROBE], env)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    headers = answer["headers"]
+    assert answer["status"] == 200
+    assert headers["Strict-Transport-Security"].startswith("max-age=31536000")
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "same-origin"
+    assert headers["X-Frame-Options"] == "DENY"
+    csp = headers["Content-Security-Policy"]
+    for directive in (
+        "default-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ):
+        assert directive in csp
