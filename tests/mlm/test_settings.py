@@ -48,7 +48,10 @@ def test_without_debug_it_refuses_to_start_without_a_secret_key(tmp_path):
 def test_with_debug_it_makes_and_keeps_a_local_development_key(tmp_path):
     env = production_env(tmp_path, DEBUG="1")
     del env["SECRET_KEY"]
-    code = "import django; from django.conf import settings; django.setup(); print(settings.SECRET_KEY)"
+    code = (
+        "import django; from django.conf import settings; django.setup(); "
+        "print(settings.SECRET_KEY)"
+    )
     first = run(["-c", code], env)
     second = run(["-c", code], env)
     assert first.returncode == 0, first.stderr
