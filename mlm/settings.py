@@ -47,6 +47,20 @@ if not SECRET_KEY:
             "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
         )
     SECRET_KEY = _local_development_key(VAR_DIR / "secret_key")
+MLM_ADDRESS_HASH_KEY = env_str(
+    "MLM_ADDRESS_HASH_KEY",
+    None,
+    "Key of the hashes that keep erased and suppressed addresses out. Never change it: "
+    "suppressions would stop matching. Required when DEBUG is off.",
+    production=True,
+)
+if not MLM_ADDRESS_HASH_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "MLM_ADDRESS_HASH_KEY is not set. With DEBUG off MLM refuses to start without one: "
+            "set it once to a long random string and keep it for the life of the installation."
+        )
+    MLM_ADDRESS_HASH_KEY = _local_development_key(VAR_DIR / "address_hash_key")
 SECRET_KEY_FALLBACKS = env_list(
     "SECRET_KEY_FALLBACKS",
     [],

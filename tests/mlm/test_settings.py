@@ -19,6 +19,7 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     env.update(
         DEBUG="0",
         SECRET_KEY=secrets.token_urlsafe(50),
+        MLM_ADDRESS_HASH_KEY=secrets.token_urlsafe(32),
         SITE_URL="https://mlm.example.edu",
         ALLOWED_HOSTS="mlm.example.edu",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
@@ -43,6 +44,14 @@ def test_without_debug_it_refuses_to_start_without_a_secret_key(tmp_path):
     assert result.returncode != 0
     assert "SECRET_KEY is not set" in result.stderr
     assert "refuses to start" in result.stderr
+
+
+def test_without_debug_it_refuses_to_start_without_an_address_hash_key(tmp_path):
+    env = production_env(tmp_path)
+    del env["MLM_ADDRESS_HASH_KEY"]
+    result = run(["manage.py", "check"], env)
+    assert result.returncode != 0
+    assert "MLM_ADDRESS_HASH_KEY is not set" in result.stderr
 
 
 def test_with_debug_it_makes_and_keeps_a_local_development_key(tmp_path):

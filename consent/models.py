@@ -1,0 +1,233 @@
+"""DM types with versioned notices, the consent ledger, subscriptions and suppressions."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from mlm.models import SenderUnit, UnitScopedQuerySet
+
+
+class DMType(models.Model):
+    """A kind of direct marketing a unit sends; consent is given and withdrawn per DM type."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    unit = models.ForeignKey(SenderUnit, on_delete=models.PROTECT, related_name="dm_types")
+    key = models.SlugField(max_length=60, help_text="Short stable name, e.g. events.")
+    name = models.CharField(max_length=200)
+    internal_default = models.BooleanField(
+        default=False,
+        help_text="Internal recipients receive it unless they withdrew.",
+    )
+    archived_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = UnitScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["unit", "key"], name="dmtype_key_unique_per_unit")
+        ]
+        ordering = ["name"]
+        verbose_name = "DM type"
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
+    @property
+    def current_notice(self) -> DMTypeNotice | None:
+        return self.notices.order_by("-version").first()
+
+
+class DMTypeNotice(models.Model):
+    """One version of the text that tells people what marketing a DM type is (PDPO s35C)."""
+
+    dm_type = models.ForeignKey(DMType, on_delete=models.PROTECT, related_name="notices")
+    version = models.PositiveIntegerField()
+    text = models.TextField()
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dm_type", "version"], name="one_notice_per_version")
+        ]
+        ordering = ["dm_type", "-version"]
+
+    def __str__(self) -> str:
+        return f"{self.dm_type} v{self.version}"
+
+
+class Action(models.TextChoices):
+    GRANT = "grant", "Grant"
+    WITHDRAW = "withdraw", "Withdraw"
+
+
+class Channel(models.TextChoices):
+    IMPORT = "import", "Import attestation"
+    DOUBLE_OPT_IN = "double_opt_in", "Double opt-in"
+    PREFERENCE_CENTRE = "preference_centre", "Preference centre"
+    ONE_CLICK = "one_click", "One-click unsubscribe"
+    ADMIN = "admin", "Administrator"
+    BOUNCE = "bounce", "Bounce"
+    COMPLAINT = "complaint", "Complaint"
+    API = "api", "API"
+
+
+class ConsentEvent(models.Model):
+    """One append-only fact of the ledger (I4): a grant or a withdrawal, with its proof.
+
+    `dm_type` empty means every DM type of the unit, now and later. The application never
+    updates or deletes a row; PostgreSQL triggers refuse it too. Erasure (I9) replaces the
+    recipient's personal data elsewhere; these rows keep only the recipient's id.
+    """
+
+    unit = models.ForeignKey(SenderUnit, on_delete=models.PROTECT, related_name="+")
+    recipient = models.ForeignKey(
+        "recipients.Recipient", on_delete=models.PROTECT, related_name="consent_events"
+    )
+    dm_type = models.ForeignKey(
+        DMType, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    action = models.CharField(max_length=10, choices=Action.choices)
+    channel = models.CharField(max_length=20, choices=Channel.choices)
+    evidence = models.TextField(blank=True)
+    notice = models.ForeignKey(
+        DMTypeNotice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
+    )
+    actor_label = models.CharField(max_length=150)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    campaign_code = models.UUIDField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = UnitScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(action="withdraw") | ~Q(evidence=""),
+                name="consent_grant_has_evidence",
+            )
+        ]
+        indexes = [models.Index(fields=["recipient", "-id"], name="consent_recipient_latest")]
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        scope = self.dm_type.name if self.dm_type_id else "all DM types"
+        return f"{self.action} {scope} ({self.channel})"
+
+
+class SubscriptionState(models.TextChoices):
+    GRANTED = "granted", "Subscribed"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+
+
+class Subscription(models.Model):
+    """The current state of (recipient, DM type) — the fold of the ledger, written with each event.
+
+    A row with an empty DM type holds the latest event for "all DM types of the unit"; the
+    state of (R, T) is whichever of the T row and the all row has the later event (I1, I4).
+    """
+
+    unit = models.ForeignKey(SenderUnit, on_delete=models.PROTECT, related_name="+")
+    recipient = models.ForeignKey(
+        "recipients.Recipient", on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    dm_type = models.ForeignKey(
+        DMType, null=True, blank=True, on_delete=models.PROTECT, related_name="subscriptions"
+    )
+    state = models.CharField(max_length=10, choices=SubscriptionState.choices)
+    event = models.ForeignKey(ConsentEvent, on_delete=models.PROTECT, related_name="+")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = UnitScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["recipient", "dm_type"],
+                condition=Q(dm_type__isnull=False),
+                name="one_subscription_per_dm_type",
+            ),
+            models.UniqueConstraint(
+                fields=["recipient"],
+                condition=Q(dm_type__isnull=True),
+                name="one_all_types_subscription",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["dm_type", "recipient", "event"], name="subscription_by_type"),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"DM type {self.dm_type_id}" if self.dm_type_id else "all DM types"
+        return f"recipient {self.recipient_id}: {self.state} ({scope})"
+
+
+class SuppressionReason(models.TextChoices):
+    HARD_BOUNCE = "hard_bounce", "Hard bounce"
+    COMPLAINT = "complaint", "Complaint"
+    ERASURE = "erasure", "Erasure"
+    OPT_OUT = "opt_out", "Opted out of all marketing"
+    MANUAL = "manual", "Manual"
+
+
+class Suppression(models.Model):
+    """An address that must not be mailed, by one unit (unit set) or by any (unit empty).
+
+    The keyed hash always matches; the address itself is kept for display, except after erasure.
+    """
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    unit = models.ForeignKey(
+        SenderUnit, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    email = models.CharField(max_length=320, blank=True)
+    email_hash = models.CharField(max_length=64)
+    reason = models.CharField(max_length=20, choices=SuppressionReason.choices)
+    note = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["unit", "email_hash"],
+                condition=Q(unit__isnull=False),
+                name="one_suppression_per_unit_address",
+            ),
+            models.UniqueConstraint(
+                fields=["email_hash"],
+                condition=Q(unit__isnull=True),
+                name="one_global_suppression_per_address",
+            ),
+        ]
+        indexes = [models.Index(fields=["email_hash", "unit"], name="suppression_lookup")]
+
+    def __str__(self) -> str:
+        scope = self.unit.name if self.unit_id else "every unit"
+        return f"{self.email or self.email_hash[:12]} ({self.get_reason_display()}, {scope})"
+
+    @property
+    def audit_label(self) -> str:
+        return f"suppression {self.code}"

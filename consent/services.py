@@ -1,0 +1,327 @@
+"""Consent: DM types and their notices, grants and withdrawals (the ledger), suppressions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from consent.models import (
+    Action,
+    Channel,
+    ConsentEvent,
+    DMType,
+    DMTypeNotice,
+    Subscription,
+    SubscriptionState,
+    Suppression,
+    SuppressionReason,
+)
+from mlm.models import SenderUnit
+from mlm.services import audit_record
+from recipients.addresses import address_hash, normalise_address
+from recipients.models import Recipient, RecipientStatus
+
+
+class ConsentError(ValidationError):
+    """A consent change that the law of the system forbids; the message says which rule."""
+
+
+# DM types ------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def dm_type_create(
+    *,
+    unit: SenderUnit,
+    key: str,
+    name: str,
+    notice_text: str,
+    internal_default: bool = False,
+    by: AbstractBaseUser | None,
+) -> DMType:
+    """Create a DM type with the first version of its notice."""
+    if not notice_text.strip():
+        raise ValidationError("A DM type needs a notice that says what kind of marketing it is.")
+    if DMType.objects.for_unit(unit).filter(key=key).exists():
+        raise ValidationError(f"The key {key!r} is already used by another DM type of this unit.")
+    dm_type = DMType(unit=unit, key=key, name=name, internal_default=internal_default)
+    dm_type.full_clean(validate_constraints=False)
+    dm_type.save()
+    DMTypeNotice.objects.create(dm_type=dm_type, version=1, text=notice_text.strip(), created_by=by)
+    audit_record(
+        unit=unit, actor=by, verb="dm_type.create", obj=dm_type, data={"key": key, "notice": 1}
+    )
+    return dm_type
+
+
+@transaction.atomic
+def dm_type_update(
+    *,
+    dm_type: DMType,
+    name: str,
+    notice_text: str,
+    internal_default: bool,
+    by: AbstractBaseUser | None,
+) -> DMType:
+    """Change a DM type; a changed notice becomes a new version, earlier grants keep theirs."""
+    dm_type = DMType.objects.select_for_update().get(pk=dm_type.pk)
+    changed = []
+    if name != dm_type.name:
+        dm_type.name = name
+        changed.append("name")
+    if internal_default != dm_type.internal_default:
+        dm_type.internal_default = internal_default
+        changed.append("internal_default")
+    if changed:
+        dm_type.full_clean(validate_constraints=False)
+        dm_type.save(update_fields=changed)
+    current = dm_type.current_notice
+    text = notice_text.strip()
+    if not text:
+        raise ValidationError("The notice cannot be empty.")
+    if current is None or current.text != text:
+        version = (current.version if current else 0) + 1
+        DMTypeNotice.objects.create(dm_type=dm_type, version=version, text=text, created_by=by)
+        changed.append(f"notice v{version}")
+    if changed:
+        audit_record(
+            unit=dm_type.unit,
+            actor=by,
+            verb="dm_type.change",
+            obj=dm_type,
+            data={"changed": changed},
+        )
+    return dm_type
+
+
+def dm_type_archive(*, dm_type: DMType, by: AbstractBaseUser | None) -> bool:
+    """Archive a DM type: no new grants or campaigns, the ledger stays. False if already done."""
+    with transaction.atomic():
+        count = DMType.objects.filter(pk=dm_type.pk, archived_at__isnull=True).update(
+            archived_at=timezone.now()
+        )
+        if count:
+            audit_record(unit=dm_type.unit, actor=by, verb="dm_type.archive", obj=dm_type)
+    return bool(count)
+
+
+# The ledger ----------------------------------------------------------------------------------
+
+
+def _actor_fields(actor: AbstractBaseUser | None, actor_label: str) -> dict:
+    if actor is not None and actor.is_authenticated:
+        return {"actor": actor, "actor_label": actor_label or actor.get_username()}
+    return {"actor": None, "actor_label": actor_label or "system"}
+
+
+def _lock(recipient: Recipient) -> Recipient:
+    # One consent change per recipient at a time: events of a recipient get ids in commit order,
+    # so "latest" is the highest id, and the subscription row is written without races.
+    return Recipient.objects.select_for_update().get(pk=recipient.pk)
+
+
+def _fold(event: ConsentEvent) -> None:
+    """Write the subscription row that this event makes current (same transaction)."""
+    state = (
+        SubscriptionState.GRANTED if event.action == Action.GRANT else SubscriptionState.WITHDRAWN
+    )
+    updated = Subscription.objects.filter(
+        recipient_id=event.recipient_id, dm_type_id=event.dm_type_id
+    ).update(state=state, event=event, updated_at=timezone.now())
+    if not updated:
+        Subscription.objects.create(
+            unit_id=event.unit_id,
+            recipient_id=event.recipient_id,
+            dm_type_id=event.dm_type_id,
+            state=state,
+            event=event,
+        )
+
+
+def _check_dm_types(recipient: Recipient, dm_types: Sequence[DMType], *, granting: bool) -> None:
+    for dm_type in dm_types:
+        if dm_type.unit_id != recipient.unit_id:
+            raise ConsentError(f"The DM type {dm_type.name!r} belongs to another unit.")
+        if granting and dm_type.is_archived:
+            raise ConsentError(f"The DM type {dm_type.name!r} is archived; nothing can be granted.")
+
+
+@transaction.atomic
+def grant(
+    *,
+    recipient: Recipient,
+    dm_types: Sequence[DMType],
+    channel: Channel,
+    evidence: str,
+    actor: AbstractBaseUser | None = None,
+    actor_label: str = "",
+    ip_address: str | None = None,
+    user_agent: str = "",
+    campaign_code: UUID | None = None,
+) -> list[ConsentEvent]:
+    """Record a grant per DM type with its evidence and notice version (I2: never without proof)."""
+    if not evidence or not evidence.strip():
+        raise ConsentError(
+            "A grant needs evidence: say where and how the person agreed "
+            "(e.g. 'Open-day registration form, consent clause v3, June 2025')."
+        )
+    if not dm_types:
+        raise ConsentError("Name the DM types that are granted; 'all DM types' is never implied.")
+    recipient = _lock(recipient)
+    if recipient.status == RecipientStatus.ERASED:
+        raise ConsentError("This recipient was erased; consent cannot be recorded.")
+    _check_dm_types(recipient, dm_types, granting=True)
+    events = []
+    for dm_type in dm_types:
+        event = ConsentEvent.objects.create(
+            unit_id=recipient.unit_id,
+            recipient=recipient,
+            dm_type=dm_type,
+            action=Action.GRANT,
+            channel=channel,
+            evidence=evidence.strip(),
+            notice=dm_type.current_notice,
+            ip_address=ip_address,
+            user_agent=user_agent[:500],
+            campaign_code=campaign_code,
+            **_actor_fields(actor, actor_label),
+        )
+        _fold(event)
+        events.append(event)
+    return events
+
+
+@transaction.atomic
+def withdraw(
+    *,
+    recipient: Recipient,
+    dm_types: Sequence[DMType] | None,
+    channel: Channel,
+    evidence: str = "",
+    actor: AbstractBaseUser | None = None,
+    actor_label: str = "",
+    ip_address: str | None = None,
+    user_agent: str = "",
+    campaign_code: UUID | None = None,
+) -> list[ConsentEvent]:
+    """Withdraw the DM types named, or with `dm_types=None` every DM type of the unit (I6)."""
+    recipient = _lock(recipient)
+    scopes: list[DMType | None] = [None] if dm_types is None else list(dm_types)
+    _check_dm_types(recipient, [s for s in scopes if s is not None], granting=False)
+    events = []
+    for dm_type in scopes:
+        event = ConsentEvent.objects.create(
+            unit_id=recipient.unit_id,
+            recipient=recipient,
+            dm_type=dm_type,
+            action=Action.WITHDRAW,
+            channel=channel,
+            evidence=evidence.strip(),
+            ip_address=ip_address,
+            user_agent=user_agent[:500],
+            campaign_code=campaign_code,
+            **_actor_fields(actor, actor_label),
+        )
+        _fold(event)
+        events.append(event)
+    return events
+
+
+@transaction.atomic
+def withdraw_everywhere(
+    *,
+    email: str,
+    channel: Channel,
+    evidence: str = "",
+    actor: AbstractBaseUser | None = None,
+    actor_label: str = "",
+    ip_address: str | None = None,
+    user_agent: str = "",
+    note: str = "",
+) -> Suppression:
+    """Stop all marketing from the institution: a global suppression, and in every unit that
+    holds the address a withdrawal of all its DM types (the ledger shows the refusal)."""
+    normalised = normalise_address(email)
+    for recipient in Recipient.objects.filter(email=normalised).exclude(
+        status=RecipientStatus.ERASED
+    ):
+        withdraw(
+            recipient=recipient,
+            dm_types=None,
+            channel=channel,
+            evidence=evidence or "Opted out of all marketing from the institution",
+            actor=actor,
+            actor_label=actor_label,
+            ip_address=ip_address,
+            user_agent=user_agent,
+        )
+    return suppress(
+        email=normalised,
+        unit=None,
+        reason=SuppressionReason.OPT_OUT,
+        note=note or evidence,
+        by=actor,
+    )
+
+
+# Suppressions --------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def suppress(
+    *,
+    email: str | None = None,
+    email_hash: str | None = None,
+    unit: SenderUnit | None,
+    reason: SuppressionReason,
+    note: str = "",
+    by: AbstractBaseUser | None = None,
+    keep_address: bool = True,
+) -> Suppression:
+    """Add (or keep) a suppression of an address for one unit, or for every unit if `unit` is None.
+
+    An existing suppression of the same scope is kept as it is: the first reason stands.
+    """
+    if email is None and email_hash is None:
+        raise ValueError("suppress() needs an email or an email_hash")
+    normalised = normalise_address(email) if email is not None else ""
+    digest = email_hash or address_hash(normalised)
+    existing = Suppression.objects.filter(unit=unit, email_hash=digest).first()
+    if existing is not None:
+        return existing
+    suppression = Suppression.objects.create(
+        unit=unit,
+        email=normalised if keep_address else "",
+        email_hash=digest,
+        reason=reason,
+        note=note,
+        created_by=by if by is not None and by.is_authenticated else None,
+    )
+    audit_record(
+        unit=unit,
+        actor=by,
+        verb="suppression.create",
+        obj=suppression,
+        data={"reason": str(reason), "scope": "unit" if unit else "global"},
+    )
+    return suppression
+
+
+@transaction.atomic
+def unsuppress(*, suppression: Suppression, by: AbstractBaseUser | None) -> None:
+    """Lift a suppression (operations only; erasure suppressions are never lifted)."""
+    if suppression.reason == SuppressionReason.ERASURE:
+        raise ValidationError("An erasure suppression cannot be lifted: the person asked for it.")
+    audit_record(
+        unit=suppression.unit,
+        actor=by,
+        verb="suppression.delete",
+        obj=suppression,
+        data={"reason": suppression.reason},
+    )
+    suppression.delete()

@@ -1,0 +1,185 @@
+"""Recipients and lists: creating, list membership with separate audiences (I3), export and
+erasure (I9)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from mlm.models import SenderUnit
+from mlm.services import audit_record
+from recipients.addresses import address_hash, is_internal_address, normalise_address
+from recipients.models import (
+    Audience,
+    Category,
+    ListMembership,
+    Recipient,
+    RecipientList,
+    RecipientStatus,
+)
+
+
+class AudienceMismatch(ValidationError):
+    """I3: an address or recipient of one audience offered to a list of the other."""
+
+
+FIELD_LIMITS = {"first_name": 150, "last_name": 150, "locale": 10}
+
+
+def audience_problem(*, email: str, category: str, audience: str) -> str | None:
+    """Why a recipient cannot join a list of `audience`, or None if it can (I3)."""
+    if audience == Audience.EXTERNAL:
+        if Category(category).audience == Audience.INTERNAL:
+            return (
+                f"{email} is {Category(category).label.lower()} (an internal recipient) and "
+                "cannot be added to an external list."
+            )
+        if is_internal_address(email):
+            return (
+                f"{email} is an address of the institution's own domains and cannot be added "
+                "to an external list."
+            )
+    elif Category(category).audience == Audience.EXTERNAL:
+        return f"{email} is an external recipient and cannot be added to an internal list."
+    return None
+
+
+@transaction.atomic
+def recipient_upsert(
+    *,
+    unit: SenderUnit,
+    email: str,
+    category: str,
+    first_name: str = "",
+    last_name: str = "",
+    locale: str = "",
+    attributes: dict[str, Any] | None = None,
+    by: AbstractBaseUser | None,
+) -> tuple[Recipient, bool]:
+    """Create a recipient of `unit` or update its profile; grants nothing (I2)."""
+    normalised = normalise_address(email)
+    if category not in Category.values:
+        raise ValidationError(
+            f"Unknown category {category!r}: use one of {', '.join(Category.values)}."
+        )
+    if category == Category.EXTERNAL and is_internal_address(normalised):
+        raise AudienceMismatch(
+            f"{normalised} is an address of the institution's own domains; its category must be "
+            "staff, student or alumni, not external."
+        )
+    fields = {"first_name": first_name, "last_name": last_name, "locale": locale}
+    for name, limit in FIELD_LIMITS.items():
+        if len(fields[name]) > limit:
+            raise ValidationError(f"{name.replace('_', ' ')} is longer than {limit} characters.")
+    recipient = Recipient.objects.filter(unit=unit, email=normalised).first()
+    if recipient is not None and recipient.status == RecipientStatus.ERASED:
+        raise ValidationError(f"{normalised} was erased at the person's request.")
+    created = recipient is None
+    if created:
+        recipient = Recipient.objects.create(
+            unit=unit,
+            email=normalised,
+            email_hash=address_hash(normalised),
+            category=category,
+            attributes=attributes or {},
+            **fields,
+        )
+        audit_record(unit=unit, actor=by, verb="recipient.create", obj=recipient)
+    else:
+        for name, value in fields.items():
+            setattr(recipient, name, value)
+        recipient.category = category
+        if attributes is not None:
+            recipient.attributes = attributes
+        recipient.save()
+    return recipient, created
+
+
+@transaction.atomic
+def list_create(
+    *,
+    unit: SenderUnit,
+    name: str,
+    audience: str,
+    description: str = "",
+    by: AbstractBaseUser | None,
+) -> RecipientList:
+    """Create a list of one audience."""
+    if audience not in Audience.values:
+        raise ValidationError("A list is either internal or external.")
+    if RecipientList.objects.for_unit(unit).filter(name=name).exists():
+        raise ValidationError(f"This unit already has a list named {name!r}.")
+    recipient_list = RecipientList.objects.create(
+        unit=unit, name=name, audience=audience, description=description
+    )
+    audit_record(
+        unit=unit, actor=by, verb="list.create", obj=recipient_list, data={"audience": audience}
+    )
+    return recipient_list
+
+
+@transaction.atomic
+def list_add_members(
+    *,
+    recipient_list: RecipientList,
+    recipients: Iterable[Recipient],
+    by: AbstractBaseUser | None,
+) -> int:
+    """Add recipients to a list; refuses the whole batch if any is of the other audience (I3).
+
+    Returns how many were newly added.
+    """
+    recipients = list(recipients)
+    for recipient in recipients:
+        if recipient.unit_id != recipient_list.unit_id:
+            raise ValidationError(f"{recipient.email} belongs to another unit.")
+        if recipient.status == RecipientStatus.ERASED:
+            raise ValidationError("An erased recipient cannot be added to a list.")
+        problem = audience_problem(
+            email=recipient.email, category=recipient.category, audience=recipient_list.audience
+        )
+        if problem:
+            raise AudienceMismatch(problem)
+    existing = set(
+        ListMembership.objects.filter(
+            recipient_list=recipient_list, recipient__in=recipients
+        ).values_list("recipient_id", flat=True)
+    )
+    new = [
+        ListMembership(recipient_list=recipient_list, recipient=r)
+        for r in {r.pk: r for r in recipients}.values()
+        if r.pk not in existing
+    ]
+    ListMembership.objects.bulk_create(new, ignore_conflicts=True)
+    if new:
+        audit_record(
+            unit=recipient_list.unit,
+            actor=by,
+            verb="list.add_members",
+            obj=recipient_list,
+            data={"added": len(new)},
+        )
+    return len(new)
+
+
+@transaction.atomic
+def list_remove_member(
+    *, recipient_list: RecipientList, recipient: Recipient, by: AbstractBaseUser | None
+) -> bool:
+    """Take a recipient off a list; consent history is untouched."""
+    deleted, _ = ListMembership.objects.filter(
+        recipient_list=recipient_list, recipient=recipient
+    ).delete()
+    if deleted:
+        audit_record(
+            unit=recipient_list.unit,
+            actor=by,
+            verb="list.remove_member",
+            obj=recipient_list,
+            data={"recipient": str(recipient.code)},
+        )
+    return bool(deleted)
