@@ -1,0 +1,153 @@
+"""`make run` on a clean copy: installs, migrates, prints a login, serves the login page in time."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from http.cookiejar import CookieJar
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean_copy(target: Path) -> None:
+    """The files a fresh clone would have (tracked and new, not ignored)."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+
+
+class Output:
+    """Collects a process's output lines with the time each arrived."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        self.lines: list[tuple[float, str]] = []
+        os.set_blocking(process.stdout.fileno(), False)
+        self._buffer = b""
+
+    def pump(self) -> None:
+        chunk = self.process.stdout.read() or b""
+        self._buffer += chunk
+        *complete, self._buffer = self._buffer.split(b"\n")
+        now = time.monotonic()
+        self.lines += [(now, line.decode(errors="replace")) for line in complete]
+
+    def wait_for(self, pattern: str, timeout: float) -> tuple[float, re.Match]:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while time.monotonic() < deadline:
+            self.pump()
+            for when, line in self.lines[seen:]:
+                match = re.search(pattern, line)
+                if match:
+                    return when, match
+            seen = len(self.lines)
+            if self.process.poll() is not None:
+                self.pump()
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"{pattern!r} not printed; output:\n{self.text()[-5000:]}")
+
+    def text(self) -> str:
+        return "\n".join(line for _, line in self.lines)
+
+
+@pytest.mark.system
+def test_make_run_serves_the_login_page_and_logs_the_demo_admin_in(tmp_path):
+    workdir = tmp_path / "mlm"
+    workdir.mkdir()
+    clean_copy(workdir)
+    port = free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "MLM_ADDRESS_HASH_KEY",
+                     "DEBUG", "VIRTUAL_ENV", "SITE_URL", "ALLOWED_HOSTS", "CELERY_BROKER_URL",
+                     "EMAIL_BACKEND", "MLM_VAR_DIR", "DJANGO_SETTINGS_MODULE"}
+    }  # fmt: skip
+    process = subprocess.Popen(
+        ["make", "run", f"PORT={port}"],
+        cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    output = Output(process)
+    try:
+        installed_at, _ = output.wait_for(r"Installed\. Preparing", timeout=600)
+        _, login = output.wait_for(r"user name (\S+)\s+password (\S+)", timeout=120)
+        running_at, _ = output.wait_for(r"MLM is running at", timeout=120)
+        base = f"http://127.0.0.1:{port}"
+        jar = CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        page = opener.open(f"{base}/accounts/login/", timeout=10).read().decode()
+        served_at = time.monotonic()
+        assert served_at - installed_at < 60, f"login page after {served_at - installed_at:.1f} s"
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        form = urllib.parse.urlencode(
+            {
+                "username": login.group(1),
+                "password": login.group(2),
+                "csrfmiddlewaretoken": token,
+            }
+        ).encode()
+        request = urllib.request.Request(
+            f"{base}/accounts/login/", data=form, headers={"Referer": f"{base}/accounts/login/"}
+        )
+        landing = opener.open(request, timeout=10)
+        body = landing.read().decode()
+        assert landing.url.rstrip("/") == base, landing.url  # two demo units: the chooser
+        assert "Faculty of Engineering" in body and "Alumni Relations Office" in body
+        dashboard = opener.open(f"{base}/units/engineering/", timeout=10).read().decode()
+        assert "Worker" in dashboard
+
+        # The background worker of the embedded default consumes tasks (file-system queue).
+        def worker_seen() -> bool:
+            answer = opener.open(f"{base}/health/", timeout=10).read().decode()
+            return '"worker_seen_seconds_ago": null' not in answer
+
+        deadline = time.monotonic() + 60
+        while not worker_seen():
+            assert time.monotonic() < deadline, output.text()[-3000:]
+            time.sleep(0.5)
+        assert running_at >= installed_at
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    output.pump()
+
+    # A second run reuses what exists: no new install, the same demo login.
+    again = subprocess.run(
+        ["make", "-n", "run"], cwd=workdir, env=env, capture_output=True, text=True, check=True
+    )
+    assert "pip install" not in again.stdout
+    demo = subprocess.run(
+        [".venv/bin/python", "manage.py", "demo_setup"],
+        cwd=workdir, env={**env, "DEBUG": "1"}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "(reused)" in demo.stdout
+    assert f"password {login.group(2)}" in demo.stdout
