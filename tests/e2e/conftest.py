@@ -12,7 +12,7 @@ import pytest
 # it are ordinary synchronous calls.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
-from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, sync_playwright
 
 CHROMIUM = os.environ.get("MLM_CHROMIUM", "/usr/bin/chromium")
 LAUNCH_ARGS = [
