@@ -83,12 +83,17 @@ class Channel(models.TextChoices):
     API = "api", "API"
 
 
+ERASED_EVIDENCE = "[erased]"  # what erasure leaves of a consent event's evidence (I9)
+
+
 class ConsentEvent(models.Model):
     """One append-only fact of the ledger (I4): a grant or a withdrawal, with its proof.
 
     `dm_type` empty means every DM type of the unit, now and later. The application never
-    updates or deletes a row; PostgreSQL triggers refuse it too. Erasure (I9) replaces the
-    recipient's personal data elsewhere; these rows keep only the recipient's id.
+    updates or deletes a row; PostgreSQL triggers refuse it too, with one exception: erasure
+    (I9) clears the IP address and user agent of an erased recipient's events and replaces their
+    evidence by ERASED_EVIDENCE (consent.services.anonymise_events). `actor_label` names staff or
+    a role ("recipient", "system"), never the recipient, so that nothing else needs changing.
     """
 
     unit = models.ForeignKey(SenderUnit, on_delete=models.PROTECT, related_name="+")
@@ -173,8 +178,12 @@ class Subscription(models.Model):
                 name="one_all_types_subscription",
             ),
         ]
+        # `sendable` (I1) reads state and event from these indexes alone, never the table: on
+        # PostgreSQL migration 0006 also makes the "all DM types" unique index cover them.
         indexes = [
-            models.Index(fields=["dm_type", "recipient", "event"], name="subscription_by_type"),
+            models.Index(
+                fields=["dm_type", "recipient", "event", "state"], name="subscription_by_type"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -225,9 +234,43 @@ class Suppression(models.Model):
         indexes = [models.Index(fields=["email_hash", "unit"], name="suppression_lookup")]
 
     def __str__(self) -> str:
+        # No address here: the admin's history keeps str(obj), and erasure (I9) must leave
+        # nothing behind. The address is shown in its own column while it is held.
         scope = self.unit.name if self.unit_id else "every unit"
-        return f"{self.email or self.email_hash[:12]} ({self.get_reason_display()}, {scope})"
+        return f"suppression {self.email_hash[:12]} ({self.get_reason_display()}, {scope})"
 
     @property
     def audit_label(self) -> str:
         return f"suppression {self.code}"
+
+
+class SubscriptionRequest(models.Model):
+    """A double opt-in request from the public form: nothing is granted until its link is
+    followed and confirmed (I2). Unconfirmed requests expire and are deleted, leaving no
+    recipient behind; the grant's evidence keeps what the form said."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    unit = models.ForeignKey(SenderUnit, on_delete=models.CASCADE, related_name="+")
+    email = models.CharField(max_length=320)
+    first_name = models.CharField(max_length=150, blank=True)
+    last_name = models.CharField(max_length=150, blank=True)
+    locale = models.CharField(max_length=10, blank=True)
+    dm_types = models.ManyToManyField(DMType, related_name="+")
+    wording = models.TextField(help_text="What the form said, as the person saw it (evidence).")
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(db_index=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = UnitScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"subscription request {self.code}"
+
+    @property
+    def audit_label(self) -> str:
+        return f"subscription request {self.code}"

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import Exists, F, FilteredRelation, OuterRef, Q, QuerySet
 
-from consent.models import ConsentEvent, DMType, Subscription, SubscriptionState, Suppression
+from consent.models import (
+    Action,
+    ConsentEvent,
+    DMType,
+    Subscription,
+    SubscriptionState,
+    Suppression,
+)
 from mlm.models import SenderUnit
 from recipients.models import Audience, Category, Recipient, RecipientStatus
 
@@ -16,12 +24,14 @@ def _latest_is(state: SubscriptionState) -> Q:
 
     Uses the two filtered joins `sub_t` and `sub_all` that `sendable` annotates; event ids
     grow in commit order per recipient (services lock the recipient), so the higher id wins.
+    "No row" is tested on the event column (never NULL in a row): with state and event in the
+    covering indexes of consent migration 0006 the joins read no table rows.
     """
     t_wins = Q(sub_t__state=state) & (
-        Q(sub_all__id__isnull=True) | Q(sub_t__event_id__gt=F("sub_all__event_id"))
+        Q(sub_all__event__isnull=True) | Q(sub_t__event_id__gt=F("sub_all__event_id"))
     )
     all_wins = Q(sub_all__state=state) & (
-        Q(sub_t__id__isnull=True) | Q(sub_all__event_id__gt=F("sub_t__event_id"))
+        Q(sub_t__event__isnull=True) | Q(sub_all__event_id__gt=F("sub_t__event_id"))
     )
     return t_wins | all_wins
 
@@ -54,7 +64,11 @@ def sendable(*, unit: SenderUnit, dm_type: DMType, audience: str) -> QuerySet[Re
     granted = _latest_is(SubscriptionState.GRANTED)
     if audience == Audience.EXTERNAL or not dm_type.internal_default:
         return recipients.filter(granted)
-    return recipients.exclude(_latest_is(SubscriptionState.WITHDRAWN))
+    # "The latest event is not a withdrawal", said positively: no event at all, or the latest
+    # is a grant. exclude() across the two joins compiled into NOT IN subqueries over the whole
+    # unit (9 s instead of 1 s for a million recipients, and no index walk for a first page).
+    no_event = Q(sub_t__event__isnull=True, sub_all__event__isnull=True)
+    return recipients.filter(no_event | granted)
 
 
 @dataclass(frozen=True)
@@ -97,3 +111,87 @@ def recipient_dm_type_states(recipient: Recipient) -> list[DMTypeState]:
         )
         states.append(DMTypeState(dm_type, subscribed, latest.event, by_default and subscribed))
     return states
+
+
+@dataclass(frozen=True)
+class SubscriptionMismatch:
+    """One place where the subscription rows differ from the fold of the ledger (I4)."""
+
+    kind: str  # missing, extra, state, event or unit (see subscription_mismatches)
+    recipient_id: int
+    dm_type_id: int | None  # None: the "all DM types of the unit" row
+    expected_state: str | None  # None: no event, so there should be no row
+    expected_event_id: int | None
+    actual_state: str | None  # None: there is no row
+    actual_event_id: int | None
+
+
+MISMATCH_KINDS = {
+    "missing": "the ledger has events but there is no subscription row",
+    "extra": "a subscription row without any event",
+    "state": "the row's state is not the latest event's action",
+    "event": "the row does not point at the latest event",
+    "unit": "the row's unit is not the latest event's unit",
+}
+
+
+def subscription_mismatches() -> list[SubscriptionMismatch]:
+    """Recompute every subscription from the events and list where the rows differ (I4).
+
+    The latest event (highest id) per (recipient, DM type or "all") decides the state. One SQL
+    statement, the same on PostgreSQL and SQLite; an empty list means the rows are the fold.
+    """
+    events = ConsentEvent._meta.db_table
+    subscriptions = Subscription._meta.db_table
+    # COALESCE(dm_type_id, 0) pairs the "all DM types" rows (NULL never equals NULL; ids > 0).
+    # Only table names of our own models are interpolated; values go as parameters.
+    sql = f"""
+        WITH latest AS (
+            SELECT recipient_id, dm_type_id, MAX(id) AS event_id
+            FROM {events}
+            GROUP BY recipient_id, dm_type_id
+        ), expected AS (
+            SELECT l.recipient_id, l.dm_type_id, l.event_id, e.unit_id,
+                   CASE WHEN e.action = %s THEN %s ELSE %s END AS state
+            FROM latest l JOIN {events} e ON e.id = l.event_id
+        )
+        SELECT x.recipient_id, x.dm_type_id, x.state, x.event_id,
+               s.state, s.event_id,
+               CASE
+                   WHEN s.id IS NULL THEN 'missing'
+                   WHEN s.state <> x.state THEN 'state'
+                   WHEN s.event_id <> x.event_id THEN 'event'
+                   ELSE 'unit'
+               END
+        FROM expected x
+        LEFT JOIN {subscriptions} s
+            ON s.recipient_id = x.recipient_id
+            AND COALESCE(s.dm_type_id, 0) = COALESCE(x.dm_type_id, 0)
+        WHERE s.id IS NULL OR s.state <> x.state OR s.event_id <> x.event_id
+            OR s.unit_id <> x.unit_id
+        UNION ALL
+        SELECT s.recipient_id, s.dm_type_id, NULL, NULL, s.state, s.event_id, 'extra'
+        FROM {subscriptions} s
+        WHERE NOT EXISTS (
+            SELECT 1 FROM {events} e
+            WHERE e.recipient_id = s.recipient_id
+            AND COALESCE(e.dm_type_id, 0) = COALESCE(s.dm_type_id, 0)
+        )
+    """  # noqa: S608
+    params = [Action.GRANT, SubscriptionState.GRANTED, SubscriptionState.WITHDRAWN]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    found = [
+        SubscriptionMismatch(
+            kind=kind,
+            recipient_id=recipient_id,
+            dm_type_id=dm_type_id,
+            expected_state=state,
+            expected_event_id=event_id,
+            actual_state=row_state,
+            actual_event_id=row_event_id,
+        )
+        for recipient_id, dm_type_id, state, event_id, row_state, row_event_id, kind in rows
+    ]
+    return sorted(found, key=lambda m: (m.recipient_id, m.dm_type_id or 0))

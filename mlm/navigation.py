@@ -15,6 +15,10 @@ class NavItem:
 
 
 UNIT_NAV: list[NavItem] = [
+    NavItem("Recipients", "recipients", Role.VIEWER),
+    NavItem("Lists", "lists", Role.VIEWER),
+    NavItem("DM types", "dm_types", Role.VIEWER),
+    NavItem("Campaigns", "campaigns", Role.VIEWER),
     NavItem("Outbox", "outbox", Role.EDITOR),
     NavItem("Audit", "audit", Role.ADMIN),
 ]

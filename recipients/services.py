@@ -9,8 +9,13 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
 
-from mlm.models import SenderUnit
+from consent.models import ConsentEvent, SubscriptionRequest, Suppression, SuppressionReason
+from consent.selectors import recipient_dm_type_states
+from consent.services import anonymise_events, suppress_erased
+from mlm.models import OutboxMessage, SenderUnit
 from mlm.services import audit_record
 from recipients.addresses import address_hash, is_internal_address, normalise_address
 from recipients.models import (
@@ -25,6 +30,10 @@ from recipients.models import (
 
 class AudienceMismatch(ValidationError):
     """I3: an address or recipient of one audience offered to a list of the other."""
+
+
+class ErasedAddress(ValidationError):
+    """I9: the address belongs to a person whose data was erased; it is not taken back in."""
 
 
 FIELD_LIMITS = {"first_name": 150, "last_name": 150, "locale": 10}
@@ -75,21 +84,37 @@ def recipient_upsert(
     for name, limit in FIELD_LIMITS.items():
         if len(fields[name]) > limit:
             raise ValidationError(f"{name.replace('_', ' ')} is longer than {limit} characters.")
+    digest = address_hash(normalised)
+    if Suppression.objects.filter(
+        unit__isnull=True, email_hash=digest, reason=SuppressionReason.ERASURE
+    ).exists():
+        raise ErasedAddress(
+            f"{normalised} belongs to a person whose data was erased at their request; it is "
+            "kept out of every unit and cannot be added again."
+        )
     recipient = Recipient.objects.filter(unit=unit, email=normalised).first()
-    if recipient is not None and recipient.status == RecipientStatus.ERASED:
-        raise ValidationError(f"{normalised} was erased at the person's request.")
     created = recipient is None
     if created:
         recipient = Recipient.objects.create(
             unit=unit,
             email=normalised,
-            email_hash=address_hash(normalised),
+            email_hash=digest,
             category=category,
             attributes=attributes or {},
             **fields,
         )
         audit_record(unit=unit, actor=by, verb="recipient.create", obj=recipient)
     else:
+        if Category(category).audience != recipient.audience:
+            # I3: a category change must not leave the recipient on a list of the old audience.
+            for list_audience, list_name in recipient.list_memberships.values_list(
+                "recipient_list__audience", "recipient_list__name"
+            ):
+                if audience_problem(email=normalised, category=category, audience=list_audience):
+                    raise AudienceMismatch(
+                        f"{normalised} is on the {list_audience} list “{list_name}”, so its "
+                        f"category cannot become {Category(category).label.lower()}."
+                    )
         for name, value in fields.items():
             setattr(recipient, name, value)
         recipient.category = category
@@ -97,6 +122,163 @@ def recipient_upsert(
             recipient.attributes = attributes
         recipient.save()
     return recipient, created
+
+
+def _when(moment) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+@transaction.atomic
+def recipient_export(*, recipient: Recipient, by: AbstractBaseUser | None = None) -> dict[str, Any]:
+    """Everything held about a recipient, as JSON-ready data (I9): profile, attributes, lists,
+    the whole consent history with notice texts, the current state per DM type, and the
+    suppressions of its unit or of every unit that match its address.
+
+    Deliveries are not held yet; the dispatch issue adds them to this export.
+    """
+    recipient = Recipient.objects.select_related("unit").get(pk=recipient.pk)
+    memberships = (
+        ListMembership.objects.filter(recipient=recipient)
+        .select_related("recipient_list")
+        .order_by("recipient_list__name")
+    )
+    events = (
+        ConsentEvent.objects.filter(recipient=recipient)
+        .select_related("dm_type", "notice")
+        .order_by("id")
+    )
+    suppressions = Suppression.objects.filter(
+        Q(unit=recipient.unit_id) | Q(unit__isnull=True), email_hash=recipient.email_hash
+    ).order_by("created_at", "id")
+    data = {
+        "exported_at": _when(timezone.now()),
+        "unit": {"name": recipient.unit.name, "slug": recipient.unit.slug},
+        "recipient": {
+            "code": str(recipient.code),
+            "email": recipient.email,
+            "first_name": recipient.first_name,
+            "last_name": recipient.last_name,
+            "category": recipient.category,
+            "audience": str(recipient.audience),
+            "locale": recipient.locale,
+            "status": recipient.status,
+            "attributes": recipient.attributes,
+            "created_at": _when(recipient.created_at),
+            "updated_at": _when(recipient.updated_at),
+        },
+        "lists": [
+            {
+                "code": str(m.recipient_list.code),
+                "name": m.recipient_list.name,
+                "audience": m.recipient_list.audience,
+                "added_at": _when(m.added_at),
+            }
+            for m in memberships
+        ],
+        "consent_events": [
+            {
+                "id": event.pk,
+                "time": _when(event.created_at),
+                "action": event.action,
+                "dm_type": event.dm_type.name if event.dm_type_id else None,
+                "dm_type_key": event.dm_type.key if event.dm_type_id else None,
+                "scope": event.dm_type.name if event.dm_type_id else "all DM types of the unit",
+                "notice_version": event.notice.version if event.notice_id else None,
+                "notice_text": event.notice.text if event.notice_id else None,
+                "channel": event.channel,
+                "evidence": event.evidence,
+                "actor": event.actor_label,
+                "ip_address": event.ip_address,
+                "user_agent": event.user_agent,
+                "campaign_code": str(event.campaign_code) if event.campaign_code else None,
+            }
+            for event in events
+        ],
+        "consent_now": [
+            {
+                "dm_type": state.dm_type.name,
+                "dm_type_key": state.dm_type.key,
+                "archived": state.dm_type.is_archived,
+                "subscribed": state.subscribed,
+                "by_default": state.by_default,
+                "event_id": state.event.pk if state.event is not None else None,
+            }
+            for state in recipient_dm_type_states(recipient)
+        ],
+        "suppressions": [
+            {
+                "code": str(s.code),
+                "scope": "this unit" if s.unit_id else "every unit",
+                "reason": s.reason,
+                "note": s.note,
+                "created_at": _when(s.created_at),
+            }
+            for s in suppressions
+        ],
+    }
+    audit_record(
+        unit=recipient.unit,
+        actor=by,
+        verb="recipient.export",
+        obj=recipient,
+        data={"consent_events": len(data["consent_events"])},
+    )
+    return data
+
+
+@transaction.atomic
+def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> None:
+    """Remove a recipient's personal data for good (I9): profile blanked, lists left, consent
+    events anonymised (the facts stay, I4), mail copies in the outbox and double opt-in
+    requests deleted, and the address
+    kept only as a keyed hash in a global erasure suppression, so it is never mailed or
+    imported again.
+
+    Other units holding the same address keep their own recipient, which the global
+    suppression stops mailing. Deliveries do not exist yet; the dispatch issue erases them too.
+    """
+    held = Recipient.objects.select_for_update().get(pk=recipient.pk)
+    if held.status == RecipientStatus.ERASED:
+        raise ValidationError("This recipient was already erased.")
+    address, digest = held.email, held.email_hash
+    placeholder = f"erased-{held.code}@erased.invalid"
+    Recipient.objects.filter(pk=held.pk).exclude(status=RecipientStatus.ERASED).update(
+        email=placeholder,
+        email_hash=address_hash(placeholder),
+        first_name="",
+        last_name="",
+        locale="",
+        attributes={},
+        status=RecipientStatus.ERASED,
+        updated_at=timezone.now(),
+    )
+    held.refresh_from_db()
+    lists_left, _ = ListMembership.objects.filter(recipient=held).delete()
+    events = anonymise_events(recipient=held)
+    suppress_erased(email_hash=digest, by=by)
+    copies = [
+        m.pk
+        for m in OutboxMessage.objects.filter(
+            Q(unit=held.unit_id) | Q(unit__isnull=True), recipients__icontains=address
+        ).only("pk", "recipients")
+        if address.lower() in {line.strip().lower() for line in m.recipients.splitlines()}
+    ]
+    OutboxMessage.objects.filter(pk__in=copies).delete()
+    # Double opt-in requests of the address (pending or confirmed) hold names, IP and browser.
+    requests, _ = SubscriptionRequest.objects.filter(unit=held.unit_id, email=address).delete()
+    audit_record(
+        unit=held.unit,
+        actor=by,
+        verb="recipient.erase",
+        obj=held,
+        data={
+            "lists": lists_left,
+            "consent_events": events,
+            "outbox_messages": len(copies),
+            "subscription_requests": requests,
+        },
+    )
+    recipient.refresh_from_db()
 
 
 @transaction.atomic
@@ -183,3 +365,34 @@ def list_remove_member(
             data={"recipient": str(recipient.code)},
         )
     return bool(deleted)
+
+
+@transaction.atomic
+def list_add_recipient(
+    *,
+    recipient_list: RecipientList,
+    email: str,
+    category: str,
+    first_name: str = "",
+    last_name: str = "",
+    by: AbstractBaseUser | None,
+) -> tuple[Recipient, bool]:
+    """Create or update one recipient and put it on the list, all or nothing (I3).
+
+    Blank names keep the names already held. A category change that would leave the recipient
+    on a list of the other audience is refused. Returns the recipient and whether it is new.
+    """
+    existing = Recipient.objects.filter(
+        unit=recipient_list.unit, email=normalise_address(email)
+    ).first()
+    recipient, created = recipient_upsert(
+        unit=recipient_list.unit,
+        email=email,
+        category=category,
+        first_name=first_name or (existing.first_name if existing else ""),
+        last_name=last_name or (existing.last_name if existing else ""),
+        locale=existing.locale if existing else "",
+        by=by,
+    )
+    list_add_members(recipient_list=recipient_list, recipients=[recipient], by=by)
+    return recipient, created

@@ -7,6 +7,12 @@ from django.dispatch import receiver
 from tests.personas import World, make_world
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:
+    """The personas' passwords are not what is tested; PBKDF2 would cost seconds per test."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def world(db) -> World:
     return make_world()

@@ -1,0 +1,40 @@
+"""Form helpers shared by the unit pages: a service's refusal becomes a form error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+
+T = TypeVar("T")
+
+
+def bound(form_class: type[forms.BaseForm], request: HttpRequest, **kwargs: Any) -> Any:
+    """The form bound to the POST data on a POST, unbound (showing initial values) otherwise."""
+    return form_class(request.POST if request.method == "POST" else None, **kwargs)
+
+
+def submit(form: forms.BaseForm, call: Callable[[dict[str, Any]], T]) -> T | None:
+    """Run `call(cleaned_data)` if the bound form is valid and return its result.
+
+    None if the form is unbound or invalid, or if the service refused with a ValidationError:
+    its message is then shown as an error of the whole form, so the page says why.
+    """
+    if not form.is_bound or not form.is_valid():
+        return None
+    try:
+        return call(form.cleaned_data)
+    except ValidationError as error:
+        form.add_error(None, error)
+        return None
+
+
+class Form(forms.Form):
+    """A form of the unit pages: labels without a trailing colon (Pico puts them above)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)

@@ -1,0 +1,572 @@
+"""The recipient and list pages: search and filters, lists and members, one person's consent
+(grant by hand, withdraw) and rights (export, erase), each for the role it needs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from consent.models import Action, Channel, ConsentEvent, DMType, SuppressionReason
+from consent.selectors import sendable
+from consent.services import (
+    dm_type_archive,
+    dm_type_create,
+    dm_type_update,
+    grant,
+    suppress,
+    withdraw,
+)
+from mlm.demo import demo_setup
+from recipients import selectors
+from recipients.addresses import address_hash
+from recipients.models import (
+    Audience,
+    Category,
+    ListMembership,
+    Recipient,
+    RecipientList,
+    RecipientStatus,
+)
+from recipients.services import list_add_members, list_create, recipient_upsert
+
+
+def person(world, email: str, category: str = Category.EXTERNAL, **names) -> Recipient:
+    recipient, _ = recipient_upsert(
+        unit=world.unit, email=email, category=category, by=world.bob, **names
+    )
+    return recipient
+
+
+def page_of(world, name: str, *objects) -> str:
+    return reverse(name, args=[world.unit.slug, *(o.code for o in objects)])
+
+
+def shown(response) -> list[str]:
+    """The addresses in a page of results, in order."""
+    return [r.email for r in response.context["page"].rows]
+
+
+@pytest.fixture
+def partners(world) -> RecipientList:
+    return list_create(unit=world.unit, name="Partners", audience=Audience.EXTERNAL, by=world.bob)
+
+
+@pytest.fixture
+def staff(world) -> RecipientList:
+    return list_create(unit=world.unit, name="Staff", audience=Audience.INTERNAL, by=world.bob)
+
+
+@pytest.fixture
+def dm_types(world) -> dict[str, DMType]:
+    def make(key, name, internal_default=False):
+        return dm_type_create(
+            unit=world.unit,
+            key=key,
+            name=name,
+            notice_text=f"{name}: notice version 1.",
+            internal_default=internal_default,
+            by=world.alice,
+        )
+
+    return {
+        "news": make("news", "Newsletter", internal_default=True),
+        "events": make("events", "Event invitations"),
+        "seminars": make("seminars", "Research seminars"),
+    }
+
+
+# Lists -----------------------------------------------------------------------------------------
+
+
+def test_it_lists_the_lists_with_member_counts_in_one_query(
+    world, client_for, partners, staff, django_assert_num_queries
+):
+    list_add_members(
+        recipient_list=partners,
+        recipients=[person(world, "a@partner.org"), person(world, "b@partner.org")],
+        by=world.bob,
+    )
+    with django_assert_num_queries(1):
+        counts = {x.name: x.member_count for x in selectors.lists_with_counts(world.unit)}
+    assert counts == {"Partners": 2, "Staff": 0}
+    response = client_for(world.vic).get(page_of(world, "lists"))
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Partners" in page and "Staff" in page
+    assert "New list" not in page  # a viewer cannot create one
+
+
+def test_an_editor_creates_a_list_and_a_viewer_cannot(world, client_for):
+    form = {"name": "Open day visitors", "audience": "external", "description": "2025"}
+    assert client_for(world.vic).post(page_of(world, "list_create"), form).status_code == 403
+    response = client_for(world.bob).post(page_of(world, "list_create"), form)
+    created = RecipientList.objects.get(unit=world.unit, name="Open day visitors")
+    assert created.audience == Audience.EXTERNAL
+    assert response["Location"] == page_of(world, "list_detail", created)
+    again = client_for(world.bob).post(page_of(world, "list_create"), form)
+    assert "already has a list named" in again.content.decode()
+    missing = client_for(world.bob).post(page_of(world, "list_create"), {"name": "No audience"})
+    assert missing.status_code == 200
+    assert RecipientList.objects.count() == 1
+
+
+def test_it_shows_and_searches_the_members_of_a_list(world, client_for, partners):
+    on_list = [
+        person(world, "anna@acme.example.com", first_name="Anna", last_name="Schmidt"),
+        person(world, "bo@acme.example.com", first_name="Bo", last_name="Chan"),
+    ]
+    person(world, "carl@acme.example.com")  # not on the list
+    list_add_members(recipient_list=partners, recipients=on_list, by=world.bob)
+    client = client_for(world.vic)
+    response = client.get(page_of(world, "list_detail", partners))
+    assert shown(response) == ["anna@acme.example.com", "bo@acme.example.com"]
+    assert "Remove" not in response.content.decode()  # viewers cannot change the list
+    assert shown(client.get(page_of(world, "list_detail", partners), {"q": "CHAN"})) == [
+        "bo@acme.example.com"
+    ]
+
+
+def test_an_editor_removes_a_member_by_post_only(world, client_for, partners):
+    member = person(world, "ann@partner.org")
+    list_add_members(recipient_list=partners, recipients=[member], by=world.bob)
+    url = page_of(world, "list_remove_member", partners, member)
+    assert client_for(world.bob).get(url).status_code == 405
+    assert client_for(world.vic).post(url).status_code == 403
+    assert ListMembership.objects.filter(recipient=member).exists()
+    response = client_for(world.bob).post(url, follow=True)
+    assert "was taken off “Partners”" in response.content.decode()
+    assert not ListMembership.objects.filter(recipient=member).exists()
+    assert Recipient.objects.filter(pk=member.pk).exists()  # only the membership goes
+
+
+def test_an_editor_adds_one_recipient_to_a_list(world, client_for, partners):
+    response = client_for(world.bob).post(
+        page_of(world, "list_add_recipient", partners),
+        {
+            "email": "  Wong.Tai@Partner.ORG ",
+            "first_name": "大文",
+            "last_name": "黃",
+            "category": "external",
+        },
+        follow=True,
+    )
+    added = Recipient.objects.get(unit=world.unit, email="Wong.Tai@partner.org")
+    assert (added.first_name, added.last_name, added.category) == ("大文", "黃", "external")
+    assert ListMembership.objects.filter(recipient_list=partners, recipient=added).exists()
+    assert not ConsentEvent.objects.exists()  # I2: adding to a list grants nothing
+    assert "Wong.Tai@partner.org is on the list “Partners”" in response.content.decode()
+
+
+def test_the_add_form_explains_an_i3_refusal(world, client_for, partners):
+    """I3: an address of the institution's own domains cannot join an external list; the form
+    says so, and nothing is created."""
+    response = client_for(world.bob).post(
+        page_of(world, "list_add_recipient", partners),
+        {"email": "kim@example.edu", "category": "external"},
+    )
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "kim@example.edu is an address of the institution&#x27;s own domains" in page
+    assert 'role="alert"' in page
+    assert not Recipient.objects.exists()
+    assert not ListMembership.objects.exists()
+
+
+def test_the_add_form_refuses_a_category_change_that_would_mix_a_list(
+    world, client_for, partners, staff
+):
+    """I3: a recipient already on an external list cannot become staff by being added to an
+    internal list; the whole change is undone."""
+    partner = person(world, "lee@partner.org", first_name="Lee")
+    list_add_members(recipient_list=partners, recipients=[partner], by=world.bob)
+    response = client_for(world.bob).post(
+        page_of(world, "list_add_recipient", staff),
+        {"email": "lee@partner.org", "category": "staff"},
+    )
+    assert "is on the external list “Partners”" in response.content.decode()
+    partner.refresh_from_db()
+    assert partner.category == Category.EXTERNAL
+    assert partner.first_name == "Lee"
+    assert not ListMembership.objects.filter(recipient_list=staff).exists()
+
+
+def test_the_add_form_keeps_the_names_already_held(world, client_for, partners):
+    known = person(world, "ann@partner.org", first_name="Ann", last_name="Lam", locale="zh-hant")
+    client_for(world.bob).post(
+        page_of(world, "list_add_recipient", partners),
+        {"email": "ann@partner.org", "category": "external"},
+    )
+    known.refresh_from_db()
+    assert (known.first_name, known.last_name, known.locale) == ("Ann", "Lam", "zh-hant")
+    assert ListMembership.objects.filter(recipient=known).exists()
+
+
+def test_the_add_form_offers_only_the_categories_of_the_list(world, client_for, staff, partners):
+    internal = client_for(world.bob).get(page_of(world, "list_add_recipient", staff))
+    choices = [value for value, _ in internal.context["form"].fields["category"].choices]
+    assert choices == ["staff", "student", "alumni"]
+    assert client_for(world.vic).get(page_of(world, "list_add_recipient", staff)).status_code == 403
+
+
+# Search ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def people(world, partners, staff) -> dict[str, Recipient]:
+    made = {
+        "chan": person(
+            world, "t.m.chan@example.edu", Category.STAFF, first_name="大文", last_name="陳"
+        ),
+        "wong": person(
+            world, "mei.wong@example.edu", Category.STUDENT, first_name="Mei", last_name="Wong"
+        ),
+        "kim": person(world, "kim@partner.org", first_name="Kim", last_name="Chandler"),
+        "ola": person(world, "ola@acme.example.com", first_name="Ola", last_name="Nordmann"),
+    }
+    list_add_members(recipient_list=staff, recipients=[made["chan"], made["wong"]], by=None)
+    list_add_members(recipient_list=partners, recipients=[made["kim"]], by=None)
+    Recipient.objects.filter(pk=made["ola"].pk).update(status=RecipientStatus.BOUNCED)
+    return made
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("CHAN", ["kim@partner.org", "t.m.chan@example.edu"]),  # address or last name, any case
+        ("mei WONG", ["mei.wong@example.edu"]),  # every word must match
+        ("大文", ["t.m.chan@example.edu"]),
+        ("陳大文", ["t.m.chan@example.edu"]),  # family name first, no space
+        ("@partner.org", ["kim@partner.org"]),
+        ("nobody", []),
+    ],
+)
+def test_it_searches_by_address_or_name_in_any_case(world, client_for, people, q, expected):
+    response = client_for(world.vic).get(page_of(world, "recipients"), {"q": q})
+    assert response.status_code == 200
+    assert shown(response) == expected
+
+
+def test_it_writes_chinese_names_family_name_first(world, client_for, people):
+    page = client_for(world.vic).get(page_of(world, "recipients")).content.decode()
+    assert "<small>陳大文</small>" in page
+    assert "<small>Mei Wong</small>" in page
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"category": "student"}, ["mei.wong@example.edu"]),
+        ({"status": "bounced"}, ["ola@acme.example.com"]),
+        ({"list": "Staff"}, ["mei.wong@example.edu", "t.m.chan@example.edu"]),
+        ({"list": "Partners", "q": "kim"}, ["kim@partner.org"]),
+        ({"list": "Partners", "category": "staff"}, []),
+    ],
+)
+def test_it_filters_by_list_category_and_status(world, client_for, people, filters, expected):
+    if "list" in filters:
+        filters["list"] = RecipientList.objects.get(name=filters["list"]).code
+    response = client_for(world.vic).get(page_of(world, "recipients"), filters)
+    assert shown(response) == expected
+
+
+def test_the_dm_type_filter_is_sendable_over_both_audiences(world, client_for, dm_types):
+    """I1: "would receive DM type T" shows exactly the union of `sendable` for both audiences:
+    external only with a grant, internal by default unless withdrawn, never the bounced or the
+    suppressed."""
+    news, events = dm_types["news"], dm_types["events"]
+    granted = person(world, "granted@partner.org")
+    grant(recipient=granted, dm_types=[news, events], channel=Channel.ADMIN, evidence="Form 7")
+    person(world, "never@partner.org")
+    by_default = person(world, "staff@example.edu", Category.STAFF)
+    withdrawn = person(world, "left@example.edu", Category.STAFF)
+    withdraw(recipient=withdrawn, dm_types=None, channel=Channel.ONE_CLICK)
+    back = person(world, "back@example.edu", Category.ALUMNI)
+    withdraw(recipient=back, dm_types=None, channel=Channel.ONE_CLICK)
+    grant(recipient=back, dm_types=[news], channel=Channel.ADMIN, evidence="Asked again")
+    bounced = person(world, "bounced@partner.org")
+    grant(recipient=bounced, dm_types=[news], channel=Channel.ADMIN, evidence="Form 8")
+    Recipient.objects.filter(pk=bounced.pk).update(status=RecipientStatus.BOUNCED)
+    suppressed = person(world, "suppressed@example.edu", Category.STUDENT)
+    suppress(email=suppressed.email, unit=world.unit, reason=SuppressionReason.MANUAL)
+    client = client_for(world.vic)
+    for dm_type, expected in (
+        (news, ["back@example.edu", "granted@partner.org", "staff@example.edu"]),
+        (events, ["granted@partner.org"]),
+    ):
+        response = client.get(page_of(world, "recipients"), {"dm_type": dm_type.code})
+        assert shown(response) == expected
+        both = {
+            r.email
+            for audience in Audience.values
+            for r in sendable(unit=world.unit, dm_type=dm_type, audience=audience)
+        }
+        assert set(expected) == both
+    staff_only = client.get(
+        page_of(world, "recipients"), {"dm_type": news.code, "category": "staff"}
+    )
+    assert shown(staff_only) == ["staff@example.edu"]
+    assert by_default.email in shown(staff_only)
+
+
+def test_it_pages_by_address_without_counting(world, client_for):
+    Recipient.objects.bulk_create(
+        Recipient(
+            unit=world.unit,
+            email=f"p{i:03d}@partner.org",
+            email_hash=address_hash(f"p{i:03d}@partner.org"),
+            category=Category.EXTERNAL,
+        )
+        for i in range(selectors.PAGE_SIZE + 5)
+    )
+    client = client_for(world.vic)
+    first = client.get(page_of(world, "recipients"), {"q": "partner"})
+    assert len(shown(first)) == selectors.PAGE_SIZE
+    assert first.context["page"].previous_before is None
+    after = first.context["page"].next_after
+    assert f"q=partner&amp;after={after}" in first.content.decode()
+    second = client.get(page_of(world, "recipients"), {"q": "partner", "after": after})
+    assert shown(second) == [f"p{i:03d}@partner.org" for i in range(50, 55)]
+    assert second.context["page"].next_after is None
+    before = second.context["page"].previous_before
+    back = client.get(page_of(world, "recipients"), {"q": "partner", "before": before})
+    assert shown(back) == shown(first)
+    nonsense = client.get(page_of(world, "recipients"), {"after": "not-a-code"})
+    assert shown(nonsense) == shown(first)  # a broken cursor starts at the beginning
+
+
+def test_walking_and_sorting_find_the_same_rows(world, people):
+    """The two ways a page is read (index walk, or find all and sort) agree, in both directions."""
+    for filters in ({}, {"q": "chan"}, {"category": "staff"}, {"q": "zzz"}):
+        for part in selectors.recipient_search(unit=world.unit, **filters):
+            for order in ("email", "-email"):
+                walked = selectors._walk(part, order, 3)
+                assert walked == selectors._sort(part, order, 3)
+
+
+# One recipient ---------------------------------------------------------------------------------
+
+
+def test_it_shows_profile_lists_consent_and_history(world, client_for, dm_types, partners):
+    kim = person(world, "kim@partner.org", first_name="Kim", last_name="Lee")
+    list_add_members(recipient_list=partners, recipients=[kim], by=None)
+    grant(
+        recipient=kim,
+        dm_types=[dm_types["events"]],
+        channel=Channel.IMPORT,
+        evidence="Industry Day form",
+        actor=world.bob,
+        ip_address="198.51.100.7",
+    )
+    grant(recipient=kim, dm_types=[dm_types["seminars"]], channel=Channel.ADMIN, evidence="Call")
+    withdraw(recipient=kim, dm_types=[dm_types["seminars"]], channel=Channel.ONE_CLICK)
+    response = client_for(world.vic).get(page_of(world, "recipient_detail", kim))
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Kim Lee" in page and "Partners" in page
+    states = {s.dm_type.key: s for s in response.context["states"]}
+    assert states["events"].subscribed and not states["seminars"].subscribed
+    assert 'state-granted">Subscribed' in page
+    assert 'state-withdrawn">Withdrawn' in page
+    assert 'state-never">Never' in page  # the newsletter: external, no grant
+    history = page[page.index("Consent history") :]
+    assert history.index("Withdrew Research seminars") < history.index("Granted Event invitat")
+    assert "Industry Day form" in history and "198.51.100.7" in history and "by bob" in history
+    assert "Record the grant" not in page  # a viewer reads only
+    assert "Export data" not in page
+
+
+def test_it_shows_the_notice_version_a_grant_agreed_to(world, client_for, dm_types):
+    kim = person(world, "kim@partner.org")
+    events = dm_types["events"]
+    grant(recipient=kim, dm_types=[events], channel=Channel.ADMIN, evidence="Form")
+    dm_type_update(
+        dm_type=events,
+        name=events.name,
+        notice_text="A broader wording, version 2.",
+        internal_default=False,
+        by=world.alice,
+    )
+    page = client_for(world.vic).get(page_of(world, "recipient_detail", kim)).content.decode()
+    assert "Notice version 1" in page
+    assert "Event invitations: notice version 1." in page
+    assert "A broader wording, version 2." not in page
+
+
+def test_an_internal_recipient_receives_a_default_dm_type_by_default(world, client_for, dm_types):
+    staff_member = person(world, "sam@example.edu", Category.STAFF)
+    page = client_for(world.vic).get(page_of(world, "recipient_detail", staff_member))
+    assert 'state-default">By default' in page.content.decode()
+
+
+def test_an_admin_records_a_grant_by_hand_with_its_proof(world, client_for, dm_types):
+    """I2: a grant made in the browser records channel, evidence, actor, address and browser."""
+    kim = person(world, "kim@partner.org")
+    response = client_for(world.alice).post(
+        page_of(world, "recipient_grant", kim),
+        {"dm_types": [dm_types["events"].code], "evidence": "Signed form, open day 2025"},
+        REMOTE_ADDR="203.0.113.9",
+        HTTP_USER_AGENT="Firefox/140",
+        follow=True,
+    )
+    assert "Consent recorded: Event invitations." in response.content.decode()
+    event = ConsentEvent.objects.get(recipient=kim)
+    assert (event.action, event.channel, event.dm_type) == (
+        Action.GRANT,
+        Channel.ADMIN,
+        dm_types["events"],
+    )
+    assert event.evidence == "Signed form, open day 2025"
+    assert (event.actor, event.actor_label) == (world.alice, "alice")
+    assert (event.ip_address, event.user_agent) == ("203.0.113.9", "Firefox/140")
+    assert event.notice == dm_types["events"].current_notice
+
+
+@pytest.mark.parametrize("evidence", ["", "   "])
+def test_a_grant_without_evidence_is_refused_and_nothing_recorded(
+    world, client_for, dm_types, evidence
+):
+    """I2: no grant without evidence; the form says what is missing."""
+    kim = person(world, "kim@partner.org")
+    response = client_for(world.alice).post(
+        page_of(world, "recipient_grant", kim),
+        {"dm_types": [dm_types["events"].code], "evidence": evidence},
+    )
+    assert response.status_code == 200
+    assert "Evidence is required" in response.content.decode()
+    assert not ConsentEvent.objects.exists()
+
+
+def test_a_grant_names_its_dm_types_and_never_an_archived_one(world, client_for, dm_types):
+    """I2: "all DM types" is never implied, and an archived DM type cannot be granted."""
+    kim = person(world, "kim@partner.org")
+    client = client_for(world.alice)
+    nothing = client.post(page_of(world, "recipient_grant", kim), {"evidence": "Form"})
+    assert "Choose the DM types the person agreed to." in nothing.content.decode()
+    dm_type_archive(dm_type=dm_types["seminars"], by=world.alice)
+    archived = client.post(
+        page_of(world, "recipient_grant", kim),
+        {"dm_types": [dm_types["seminars"].code], "evidence": "Form"},
+    )
+    assert archived.status_code == 200
+    assert "is not one of the available choices" in archived.content.decode()
+    assert not ConsentEvent.objects.exists()
+
+
+def test_an_admin_withdraws_one_dm_type_or_all(world, client_for, dm_types):
+    """I6: a withdrawal by hand takes effect at once; "all" covers every DM type of the unit."""
+    kim = person(world, "kim@partner.org")
+    grant(
+        recipient=kim,
+        dm_types=[dm_types["events"], dm_types["seminars"]],
+        channel=Channel.ADMIN,
+        evidence="Form",
+    )
+    client = client_for(world.alice)
+    url = page_of(world, "recipient_withdraw", kim)
+    empty = client.post(url, {})
+    assert "Choose the DM types to withdraw, or every DM type." in empty.content.decode()
+    client.post(url, {"dm_types": [dm_types["events"].code], "evidence": "Phone call"})
+    reach = {
+        key: sendable(unit=world.unit, dm_type=t, audience=Audience.EXTERNAL).contains(kim)
+        for key, t in dm_types.items()
+    }
+    assert reach == {"news": False, "events": False, "seminars": True}
+    client.post(url, {"everything": "on"}, REMOTE_ADDR="203.0.113.9")
+    last = ConsentEvent.objects.filter(recipient=kim).latest("id")
+    assert (last.action, last.dm_type, last.channel) == (Action.WITHDRAW, None, Channel.ADMIN)
+    assert last.actor == world.alice and last.ip_address == "203.0.113.9"
+    assert not sendable(
+        unit=world.unit, dm_type=dm_types["seminars"], audience=Audience.EXTERNAL
+    ).exists()
+
+
+@pytest.mark.parametrize("persona", ["bob", "vic", "amy"])
+def test_only_admins_change_consent_or_use_the_rights_of_the_person(
+    world, client_for, dm_types, persona
+):
+    kim = person(world, "kim@partner.org")
+    client = client_for(getattr(world, persona))
+    form = {"dm_types": [dm_types["events"].code], "evidence": "Form", "confirm": "on"}
+    for name in ("recipient_grant", "recipient_withdraw", "recipient_export", "recipient_erase"):
+        assert client.post(page_of(world, name, kim), form).status_code == 403, name
+    assert not ConsentEvent.objects.exists()
+    kim.refresh_from_db()
+    assert kim.status == RecipientStatus.ACTIVE
+
+
+def test_the_export_is_a_json_download_by_post(world, client_for, dm_types):
+    """I9: everything held about a person, consent history included, as a JSON file."""
+    kim = person(world, "kim@partner.org", first_name="Kim")
+    grant(recipient=kim, dm_types=[dm_types["events"]], channel=Channel.ADMIN, evidence="Form")
+    client = client_for(world.alice)
+    url = page_of(world, "recipient_export", kim)
+    assert client.get(url).status_code == 405
+    response = client.post(url)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response["Content-Disposition"] == f'attachment; filename="recipient-{kim.code}.json"'
+    data = json.loads(response.content)
+    assert data["recipient"]["email"] == "kim@partner.org"
+    assert [e["evidence"] for e in data["consent_events"]] == ["Form"]
+
+
+def test_erasure_needs_a_confirmed_post(world, client_for, dm_types, partners):
+    """I9: erasure asks first, acts only on a confirmed POST, and leaves no personal data."""
+    kim = person(world, "kim@partner.org", first_name="Kim")
+    list_add_members(recipient_list=partners, recipients=[kim], by=None)
+    client = client_for(world.alice)
+    url = page_of(world, "recipient_erase", kim)
+    confirm = client.get(url)
+    assert confirm.status_code == 200
+    assert "Erase kim@partner.org?" in confirm.content.decode()
+    unconfirmed = client.post(url, {})
+    assert "Tick the box to confirm the erasure." in unconfirmed.content.decode()
+    kim.refresh_from_db()
+    assert kim.status == RecipientStatus.ACTIVE  # neither the GET nor the unticked POST acted
+    response = client.post(url, {"confirm": "on"}, follow=True)
+    assert response.redirect_chain[-1][0] == page_of(world, "recipient_detail", kim)
+    page = response.content.decode()
+    assert "The person&#x27;s data was erased" in page
+    assert "kim@partner.org" not in page and "Kim" not in page
+    kim.refresh_from_db()
+    assert kim.status == RecipientStatus.ERASED
+    assert not ListMembership.objects.filter(recipient=kim).exists()
+    assert "Already erased" in client.get(url).content.decode()
+
+
+def test_a_member_of_another_unit_gets_404(world, client_for, partners):
+    """I8: the recipients and lists of a unit are not found from another unit."""
+    kim = person(world, "kim@partner.org")
+    client = client_for(world.charlie)
+    assert client.get(page_of(world, "recipient_detail", kim)).status_code == 404
+    assert client.post(page_of(world, "recipient_export", kim)).status_code == 404
+    assert client.get(page_of(world, "list_detail", partners)).status_code == 404
+    in_own_unit = reverse("recipient_detail", args=[world.other_unit.slug, kim.code])
+    assert client.get(in_own_unit).status_code == 404
+
+
+# Demo data -------------------------------------------------------------------------------------
+
+
+def test_the_demo_has_dm_types_lists_and_recipients_once(db, settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    demo_setup()
+    events = ConsentEvent.objects.count()
+    demo_setup()  # idempotent: nothing is added twice
+    unit = DMType.objects.get(key="newsletter").unit
+    assert unit.slug == "engineering"
+    assert DMType.objects.for_unit(unit).count() == 4
+    assert set(RecipientList.objects.for_unit(unit).values_list("name", "audience")) == {
+        ("All staff", Audience.INTERNAL),
+        ("Industry partners", Audience.EXTERNAL),
+    }
+    assert Recipient.objects.for_unit(unit).count() == 30
+    assert Recipient.objects.filter(last_name="陳").exists()
+    assert ConsentEvent.objects.count() == events
+    assert ConsentEvent.objects.filter(action=Action.WITHDRAW).exists()
+    assert all(
+        e.startswith("Demo data: ")
+        for e in ConsentEvent.objects.filter(action=Action.GRANT).values_list("evidence", flat=True)
+    )
