@@ -1,0 +1,43 @@
+"""Mail of the consent app: the double opt-in confirmation, in the requester's language."""
+
+from __future__ import annotations
+
+from email.utils import formataddr
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+from django.utils import translation
+from django.utils.translation import gettext
+
+from consent.models import SubscriptionRequest
+from consent.tokens import subscription_confirm_url
+
+
+def build_subscription_confirmation(
+    *, subscription_request: SubscriptionRequest
+) -> EmailMultiAlternatives:
+    """The mail whose link, and only that, lets a subscription request be confirmed."""
+    unit = subscription_request.unit
+    context = {
+        "unit": unit,
+        "institution_name": settings.MLM_INSTITUTION_NAME,
+        "dm_types": list(subscription_request.dm_types.order_by("name")),
+        "confirm_url": subscription_confirm_url(request_code=subscription_request.code),
+        "days": settings.MLM_SUBSCRIPTION_REQUEST_DAYS,
+    }
+    with translation.override(subscription_request.locale or settings.LANGUAGE_CODE):
+        subject = gettext("Please confirm your subscription to mail from %(unit)s") % {
+            "unit": unit.name
+        }
+        text = render_to_string("public/mail/subscribe_confirm.txt", context)
+        html = render_to_string("public/mail/subscribe_confirm.html", context)
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=text,
+        from_email=formataddr((unit.name, settings.DEFAULT_FROM_EMAIL)),
+        to=[subscription_request.email],
+    )
+    message.attach_alternative(html, "text/html")
+    message.mlm_unit_id = unit.pk
+    return message
