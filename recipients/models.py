@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 
 from mlm.models import SenderUnit, UnitScopedQuerySet
@@ -129,3 +130,112 @@ class ListMembership(models.Model):
 
     def __str__(self) -> str:
         return f"recipient {self.recipient_id} on list {self.recipient_list_id}"
+
+
+# Imports -------------------------------------------------------------------------------------
+
+
+class ImportMode(models.TextChoices):
+    ADD = "add", "Add to the list, granting nothing"
+    GRANT = "grant", "Add or update recipients and grant the DM types ticked"
+    OPT_OUT = "opt_out", "Opt out: withdraw the DM types ticked for the addresses in the file"
+    SYNC = "sync", "Directory sync: the list becomes the people in the file"
+
+
+class ImportStatus(models.TextChoices):
+    UPLOADED = "uploaded", "Uploaded, not started"
+    QUEUED = "queued", "Waiting for a worker"
+    READING = "reading", "Reading the file"
+    APPLYING = "applying", "Saving"
+    SUCCEEDED = "succeeded", "Done"
+    FAILED = "failed", "Failed: nothing was changed"
+
+    @classmethod
+    def running(cls) -> list[str]:
+        return [cls.QUEUED, cls.READING, cls.APPLYING]
+
+
+def _import_upload_to(job: ImportJob, filename: str) -> str:
+    return f"imports/{job.unit_id}/{job.code}/{filename}"
+
+
+class ImportJob(models.Model):
+    """One import of a file into a list: who, when, which file, mode, DM types, evidence, counts.
+
+    The uploaded file is kept only until the import has run; the rejected rows stay downloadable.
+    """
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    unit = models.ForeignKey(SenderUnit, on_delete=models.PROTECT, related_name="+")
+    recipient_list = models.ForeignKey(
+        RecipientList, on_delete=models.CASCADE, related_name="import_jobs"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    file = models.FileField(upload_to=_import_upload_to, max_length=400, blank=True)
+    file_name = models.CharField(max_length=255)
+    file_size = models.BigIntegerField(default=0)
+    file_format = models.CharField(max_length=4, help_text="csv or xlsx")
+    encoding = models.CharField(max_length=20, blank=True)
+    encoding_detected = models.BooleanField(default=True)
+    delimiter = models.CharField(max_length=1, blank=True)
+    has_header = models.BooleanField(default=True)
+    columns = models.JSONField(default=list, blank=True, help_text="Column names of the file.")
+    mapping = models.JSONField(default=list, blank=True, help_text="What each column becomes.")
+    default_category = models.CharField(max_length=10, blank=True)
+
+    mode = models.CharField(max_length=10, choices=ImportMode.choices, default=ImportMode.ADD)
+    dm_types = models.ManyToManyField("consent.DMType", blank=True, related_name="+")
+    attested = models.BooleanField(default=False)
+    evidence = models.TextField(blank=True)
+
+    status = models.CharField(
+        max_length=10, choices=ImportStatus.choices, default=ImportStatus.UPLOADED
+    )
+    error = models.TextField(blank=True)
+    rows_total = models.PositiveIntegerField(null=True, blank=True)
+    rows_read = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    updated_count = models.PositiveIntegerField(default=0)
+    added_count = models.PositiveIntegerField(default=0)
+    removed_count = models.PositiveIntegerField(default=0)
+    granted_count = models.PositiveIntegerField(default=0)
+    withdrawn_count = models.PositiveIntegerField(default=0)
+    duplicate_count = models.PositiveIntegerField(default=0)
+    invalid_count = models.PositiveIntegerField(default=0)
+    suppressed_count = models.PositiveIntegerField(default=0)
+    unknown_count = models.PositiveIntegerField(default=0)
+    rejected_file = models.FileField(upload_to=_import_upload_to, max_length=400, blank=True)
+
+    objects = UnitScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["recipient_list", "-created_at"], name="importjob_list")]
+
+    def __str__(self) -> str:
+        return f"import {self.code} ({self.get_status_display()})"
+
+    @property
+    def audit_label(self) -> str:
+        return f"import {self.code}"
+
+    @property
+    def is_running(self) -> bool:
+        return self.status in ImportStatus.running()
+
+    @property
+    def delimiter_name(self) -> str:
+        return {"\t": "tabs", ";": "semicolons"}.get(self.delimiter, "commas")
+
+    @property
+    def rejected_count(self) -> int:
+        return (
+            self.duplicate_count + self.invalid_count + self.suppressed_count + self.unknown_count
+        )

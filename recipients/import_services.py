@@ -1,0 +1,427 @@
+"""Imports of recipient files into lists: upload, choices, the run in a worker, directory sync.
+
+Privacy by default (I2): an import grants nothing unless the importer names DM types and gives
+evidence, and for an external list also attests the people's explicit consent; both are stored
+on every grant event. Separate audiences (I3): rows of the other audience are refused. A run
+changes all or nothing (recipients.imports).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import SuspiciousFileOperation, ValidationError
+from django.core.files import File
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.text import get_valid_filename
+
+from consent.models import DMType
+from mlm.models import Membership, Role
+from mlm.services import audit_record
+from recipients import imports
+from recipients.imports import ATTESTATION, EMAIL, IGNORE, TARGETS, ImportFileError
+from recipients.models import (
+    Audience,
+    Category,
+    ImportJob,
+    ImportMode,
+    ImportStatus,
+    RecipientList,
+)
+
+log = logging.getLogger(__name__)
+
+UNEXPECTED = (
+    "The import stopped on an unexpected error; nothing was changed. Try again, and if it fails "
+    "again tell operations the import's code."
+)
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB"
+
+
+def _actor(by: AbstractBaseUser | None) -> tuple[AbstractBaseUser | None, str]:
+    if by is not None and by.is_authenticated:
+        return by, by.get_username()
+    return None, "operations"
+
+
+def _stream(upload: File):
+    inner = getattr(upload, "file", None)
+    stream = inner if inner is not None and hasattr(inner, "seek") else upload
+    stream.seek(0)
+    return stream
+
+
+def _sniff(stream, **choices: Any) -> imports.Sniffed:
+    try:
+        return imports.sniff(stream, **choices)
+    except ImportFileError as error:
+        raise ValidationError(str(error)) from None
+
+
+def _apply_sniffed(job: ImportJob, sniffed: imports.Sniffed) -> None:
+    job.file_format = sniffed.file_format
+    job.encoding = sniffed.encoding
+    job.encoding_detected = sniffed.encoding_detected
+    job.delimiter = sniffed.delimiter
+    job.has_header = sniffed.has_header
+    job.columns = sniffed.columns
+    job.mapping = sniffed.mapping
+
+
+@transaction.atomic
+def import_upload(
+    *,
+    recipient_list: RecipientList,
+    upload: File,
+    encoding: str = "",
+    delimiter: str = "",
+    sync: bool = False,
+    by: AbstractBaseUser | None,
+) -> tuple[ImportJob, imports.Sniffed]:
+    """Keep an uploaded file and read its first rows; nothing is imported or granted yet (I2)."""
+    limit = settings.MLM_IMPORT_MAX_BYTES
+    if upload.size is not None and upload.size > limit:
+        raise ValidationError(
+            f"The file is {_megabytes(upload.size)}; an import accepts files up to "
+            f"{_megabytes(limit)}. Split it into smaller files."
+        )
+    if encoding and encoding not in imports.ENCODINGS:
+        raise ValidationError(f"Unknown encoding {encoding!r}.")
+    if delimiter and delimiter not in imports.DELIMITERS:
+        raise ValidationError("The separator is a comma, a semicolon or a tab.")
+    if sync and recipient_list.audience != Audience.INTERNAL:
+        raise ValidationError(
+            "A directory sync fills an internal list (staff, students, alumni); "
+            f"“{recipient_list.name}” is external."
+        )
+    sniffed = _sniff(_stream(upload), encoding=encoding, delimiter=delimiter)
+    user, label = _actor(by)
+    name = os.path.basename(upload.name or "upload")
+    job = ImportJob(
+        unit=recipient_list.unit,
+        recipient_list=recipient_list,
+        created_by=user,
+        actor_label=label,
+        file_name=name[:255],
+        file_size=upload.size or 0,
+        mode=ImportMode.SYNC if sync else ImportMode.ADD,
+    )
+    _apply_sniffed(job, sniffed)
+    _stream(upload)
+    try:
+        stored_name = get_valid_filename(name)[:120]
+    except SuspiciousFileOperation:
+        stored_name = "upload"
+    job.file.save(stored_name, upload, save=False)
+    job.save()
+    return job, sniffed
+
+
+@transaction.atomic
+def import_reread(
+    *,
+    job: ImportJob,
+    encoding: str = "",
+    delimiter: str = "",
+    has_header: bool | None = None,
+) -> imports.Sniffed:
+    """Read the head of an uploaded file again with another encoding, separator or header."""
+    if job.status != ImportStatus.UPLOADED:
+        raise ValidationError("This import has already started.")
+    with imports.open_stored(job.file.name) as stream:
+        sniffed = _sniff(stream, encoding=encoding, delimiter=delimiter, has_header=has_header)
+    _apply_sniffed(job, sniffed)
+    job.save()
+    return sniffed
+
+
+def _check_mapping(job: ImportJob, mapping: list[str]) -> None:
+    if len(mapping) != len(job.columns):
+        raise ValidationError("Say what every column of the file becomes.")
+    for target in mapping:
+        if target not in TARGETS:
+            raise ValidationError(f"Unknown column use {target!r}.")
+    if mapping.count(EMAIL) != 1:
+        raise ValidationError("Choose exactly one column as the email address.")
+    for target in TARGETS:
+        if target not in (imports.ATTRIBUTE, IGNORE) and mapping.count(target) > 1:
+            raise ValidationError(f"Only one column can be the {TARGETS[target].lower()}.")
+
+
+def _check_choices(
+    *,
+    job: ImportJob,
+    mode: str,
+    dm_types: list[DMType],
+    attested: bool,
+    evidence: str,
+    default_category: str,
+    mapping: list[str],
+    by: AbstractBaseUser | None,
+) -> None:
+    audience = job.recipient_list.audience
+    if job.mode == ImportMode.SYNC and mode != ImportMode.SYNC:
+        raise ValidationError("This file was uploaded for a directory sync.")
+    if mode == ImportMode.SYNC and job.mode != ImportMode.SYNC:
+        raise ValidationError("A directory sync starts from the list's sync page.")
+    if mode not in ImportMode.values:
+        raise ValidationError("Choose what the import does.")
+    if default_category and default_category not in Category.of_audience(audience):
+        raise ValidationError(
+            f"{Category(default_category).label} is not a category of an {audience} list."
+        )
+    needs_category = mode != ImportMode.OPT_OUT and audience == Audience.INTERNAL
+    if needs_category and imports.CATEGORY not in mapping and not default_category:
+        raise ValidationError(
+            "Internal recipients are staff, students or alumni: choose the column that says "
+            "which, or a category for everyone in the file."
+        )
+    for dm_type in dm_types:
+        if dm_type.unit_id != job.unit_id:
+            raise ValidationError(f"The DM type {dm_type.name!r} belongs to another unit.")
+    if mode in (ImportMode.ADD, ImportMode.SYNC) and dm_types:
+        raise ValidationError(
+            "Adding to the list grants nothing: untick the DM types, or choose to grant them."
+        )
+    if mode == ImportMode.OPT_OUT and not dm_types:
+        raise ValidationError("Tick the DM types to withdraw.")
+    if mode in (ImportMode.GRANT, ImportMode.SYNC) and by is not None and by.is_authenticated:
+        membership = Membership.objects.filter(unit_id=job.unit_id, user=by).first()
+        if membership is None or not membership.allows(Role.ADMIN):
+            raise ValidationError(
+                "Granting consent and directory syncs need the administrator role."
+            )
+    if mode != ImportMode.GRANT:
+        return
+    if not dm_types:
+        raise ValidationError(
+            "Tick the DM types the people agreed to; nothing is granted by default."
+        )
+    archived = [d.name for d in dm_types if d.is_archived]
+    if archived:
+        raise ValidationError(f"Archived DM types cannot be granted: {', '.join(archived)}.")
+    if not evidence.strip():
+        raise ValidationError(
+            "Say where and how the people agreed (e.g. 'Open-day registration form, consent "
+            "clause v3, June 2025'): the evidence is stored on every grant."
+        )
+    if audience == Audience.EXTERNAL and not attested:
+        raise ValidationError(
+            "An external list grants consent only if you confirm that these people gave "
+            "explicit consent to the DM types ticked."
+        )
+
+
+@transaction.atomic
+def import_start(
+    *,
+    job: ImportJob,
+    mapping: list[str],
+    mode: str,
+    dm_types: list[DMType],
+    attested: bool = False,
+    evidence: str = "",
+    default_category: str = "",
+    by: AbstractBaseUser | None,
+    enqueue: bool = True,
+) -> ImportJob:
+    """Queue an uploaded import with its choices, after checking them (I2, I3): a grant needs
+    named DM types and evidence, and on an external list the importer's attestation."""
+    dm_types = list(dm_types)
+    _check_mapping(job, mapping)
+    _check_choices(
+        job=job,
+        mode=mode,
+        dm_types=dm_types,
+        attested=attested,
+        evidence=evidence,
+        default_category=default_category,
+        mapping=mapping,
+        by=by,
+    )
+    started = ImportJob.objects.filter(pk=job.pk, status=ImportStatus.UPLOADED).update(
+        status=ImportStatus.QUEUED,
+        mapping=mapping,
+        mode=mode,
+        attested=attested and mode == ImportMode.GRANT,
+        evidence=evidence.strip(),
+        default_category=default_category,
+    )
+    if not started:
+        raise ValidationError("This import has already been started.")
+    job.refresh_from_db()
+    job.dm_types.set(dm_types)
+    user, _label = _actor(by)
+    audit_record(
+        unit=job.unit,
+        actor=user,
+        verb="import.start",
+        obj=job,
+        data={
+            "list": str(job.recipient_list.code),
+            "mode": mode,
+            "dm_types": sorted(d.key for d in dm_types),
+            "attested": job.attested,
+            "evidence": job.evidence,
+        },
+    )
+    if enqueue:
+        from recipients.tasks import run_import
+
+        transaction.on_commit(lambda: run_import.delay(job.pk))
+    return job
+
+
+def _event_evidence(job: ImportJob) -> str:
+    """What every consent event of the import says as its evidence."""
+    reference = f"(import {job.code})"
+    if job.mode == ImportMode.GRANT and job.attested:
+        return f"{job.evidence} — attested by the importer: “{ATTESTATION}” {reference}"
+    if job.mode == ImportMode.GRANT:
+        return f"{job.evidence} {reference}"
+    return f"{job.evidence or 'Opt-out by list import'} {reference}"
+
+
+def _fail(job: ImportJob, message: str) -> None:
+    ImportJob.objects.filter(pk=job.pk).update(
+        status=ImportStatus.FAILED, error=message, finished_at=timezone.now()
+    )
+    audit_record(
+        unit=job.unit,
+        actor=job.created_by,
+        verb="import.fail",
+        obj=job,
+        data={"list": str(job.recipient_list.code), "mode": job.mode},
+    )
+
+
+def import_run(*, job_id: int) -> ImportJob | None:
+    """Run a queued import: stream the file into a staging table (progress is visible), then
+    apply it in one transaction, so that a failure changes nothing.
+
+    Returns None if another worker has the job. A job that a dead worker left running is taken
+    over once the task time limit has surely killed that worker.
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
+    claimed = ImportJob.objects.filter(
+        Q(status=ImportStatus.QUEUED)
+        | Q(status__in=[ImportStatus.READING, ImportStatus.APPLYING], started_at__lt=stale),
+        pk=job_id,
+    ).update(status=ImportStatus.READING, started_at=now, rows_read=0, error="")
+    if not claimed:
+        log.info("import %s: not queued, or another worker has it", job_id)
+        return None
+    job = ImportJob.objects.select_related("unit", "recipient_list", "created_by").get(pk=job_id)
+    jobs = ImportJob.objects.filter(pk=job.pk)
+    run = imports.ImportRun(job)
+    try:
+        run.create_stage()
+        with imports.open_stored(job.file.name) as stream:
+            run.stage(
+                stream,
+                progress=lambda n: jobs.update(rows_read=n),
+                total=lambda n: jobs.update(rows_total=n),
+            )
+        jobs.update(status=ImportStatus.APPLYING, rows_read=run.counts.rows_read)
+        log.info(
+            "import %s: %s rows read and staged in %.1f s; applying",
+            job.code,
+            run.counts.rows_read,
+            (timezone.now() - now).total_seconds(),
+        )
+        dm_types = [(d.pk, getattr(d.current_notice, "pk", None)) for d in job.dm_types.all()]
+        with transaction.atomic():
+            run.check()
+            run.tally()
+            rejected = run.write_rejected()
+            run.apply(
+                now=timezone.now(),
+                dm_types=sorted(dm_types),
+                evidence=_event_evidence(job),
+                actor_id=job.created_by_id,
+                actor_label=job.actor_label,
+            )
+            counts = run.counts.as_dict()
+            log.info("import %s: applied; committing", job.code)
+            jobs.update(
+                status=ImportStatus.SUCCEEDED,
+                rows_total=run.counts.rows_read,
+                rejected_file=rejected,
+                **counts,
+            )
+            audit_record(
+                unit=job.unit,
+                actor=job.created_by,
+                verb="import.finish",
+                obj=job,
+                data={"list": str(job.recipient_list.code), "mode": job.mode, **counts},
+            )
+        # Finished means committed: the time is taken after the commit.
+        jobs.update(finished_at=timezone.now())
+    except ImportFileError as error:
+        _fail(job, str(error))
+    except Exception:
+        log.exception("import %s failed", job.code)
+        _fail(job, UNEXPECTED)
+    finally:
+        try:
+            run.drop_stage()
+        except Exception:  # the connection may be gone with the error; the table goes with it
+            log.warning("import %s: staging table not dropped", job.code)
+        job.file.delete(save=False)
+        jobs.update(file="")
+    job.refresh_from_db()
+    log.info(
+        "import %s %s: %s rows read, %s created, %s granted, %s withdrawn, %s rejected",
+        job.code,
+        job.status,
+        job.rows_read,
+        job.created_count,
+        job.granted_count,
+        job.withdrawn_count,
+        job.rejected_count,
+    )
+    return job
+
+
+def directory_sync(
+    *,
+    recipient_list: RecipientList,
+    upload: File,
+    default_category: str = "",
+    by: AbstractBaseUser | None = None,
+) -> ImportJob:
+    """Directory sync for operations, run here and now: upsert staff, students and alumni from
+    the institution's directory export into an internal list; members who are not in the file
+    leave the list, their consent history untouched. Grants nothing (I2)."""
+    job, sniffed = import_upload(recipient_list=recipient_list, upload=upload, sync=True, by=by)
+    import_start(
+        job=job,
+        mapping=sniffed.mapping,
+        mode=ImportMode.SYNC,
+        dm_types=[],
+        default_category=default_category,
+        by=by,
+        enqueue=False,
+    )
+    return import_run(job_id=job.pk) or job
+
+
+def list_export(*, recipient_list: RecipientList, by: AbstractBaseUser | None) -> Iterator[str]:
+    """The members of a list as CSV lines that no spreadsheet runs as formulas; the export is
+    recorded in the audit log (by list, never by person)."""
+    user, _label = _actor(by)
+    audit_record(unit=recipient_list.unit, actor=user, verb="list.export", obj=recipient_list)
+    return imports.csv_lines(imports.list_member_rows(recipient_list))
