@@ -1,0 +1,714 @@
+"""Dispatch: the snapshot of a campaign's deliveries, the batches workers claim and send, and the
+recovery of batches whose worker died (DESIGN §5, I1, I5, I6, I7).
+
+- `campaign_start` moves a scheduled campaign to sending and writes its snapshot in ONE SQL
+  statement (an INSERT … SELECT built from `consent.selectors.sendable`): `queued` where I1 holds
+  now, else `skipped` with the reason. Then it enqueues the batch tasks, on commit.
+- `batch_send` is what one batch task does: claim a few `queued` (or due `deferred`) rows with
+  `FOR UPDATE SKIP LOCKED`, mark them `sending` with a lease, re-check `sendable` for all of them
+  in one query (a withdrawal that arrived mid-campaign wins: I6), render, sign, send over one
+  connection, and record `sent`, `deferred` or `failed`. The claim is the idempotency: a task
+  delivered twice claims other rows, or none, and never sends a row twice (I7).
+- `deliveries_recover` (beat) marks `sending` rows whose lease ran out `in_doubt`: never re-sent
+  unless an approver asks for it (`deliveries_send_in_doubt`).
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import socket
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.mail import get_connection
+from django.db import connection, transaction
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    Exists,
+    F,
+    IntegerField,
+    Min,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+
+from campaigns.mail import CampaignMessages, message_id_for
+from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, SkipReason
+from campaigns.sandbox import RenderError
+from campaigns.selectors import campaign_members, frequency_caps
+from campaigns.services import (
+    TransitionError,
+    _require_role,
+    campaign_mark_sent,
+    campaign_pause,
+    campaign_start_sending,
+    campaign_transition,
+)
+from consent.models import Subscription, SubscriptionState, Suppression
+from consent.selectors import sendable
+from mlm.mailbuild import HeaderInjection
+from mlm.models import Role
+from recipients.models import Category, RecipientStatus
+
+log = logging.getLogger(__name__)
+
+D = DeliveryStatus
+OPEN_STATUSES = (D.QUEUED, D.DEFERRED, D.SENDING)  # a campaign with none of these is done
+
+
+# --- the snapshot (I1) ---------------------------------------------------------------------------
+
+
+def _snapshot_select(campaign: Campaign) -> tuple[str, tuple, int, int]:
+    """SELECT of every member of the campaign's lists with: may we mail them now (sendable, the
+    one definition of I1), why not, and their mails within each frequency cap's window."""
+    unit, dm_type, audience = campaign.unit, campaign.dm_type, campaign.audience
+    allowed = sendable(unit=unit, dm_type=dm_type, audience=audience).filter(pk=OuterRef("pk"))
+    suppressed = Suppression.objects.filter(
+        Q(unit_id=campaign.unit_id) | Q(unit__isnull=True), email_hash=OuterRef("email_hash")
+    )
+    withdrawn = Subscription.objects.filter(
+        Q(dm_type=dm_type) | Q(dm_type__isnull=True),
+        recipient=OuterRef("pk"),
+        state=SubscriptionState.WITHDRAWN,
+    )
+    # The same order as the audience preview (campaigns.selectors.audience_summary).
+    why = Case(
+        When(status=RecipientStatus.BOUNCED, then=Value(SkipReason.BOUNCED.value)),
+        When(status=RecipientStatus.COMPLAINED, then=Value(SkipReason.COMPLAINED.value)),
+        When(status=RecipientStatus.ERASED, then=Value(SkipReason.ERASED.value)),
+        When(
+            ~Q(category__in=Category.of_audience(audience)),
+            then=Value(SkipReason.OTHER_AUDIENCE.value),
+        ),
+        When(Exists(suppressed), then=Value(SkipReason.SUPPRESSED.value)),
+        When(Exists(withdrawn), then=Value(SkipReason.WITHDRAWN.value)),
+        default=Value(SkipReason.NO_CONSENT.value),
+        output_field=CharField(),
+    )
+    caps = {cap.scope: cap for cap in frequency_caps(unit)}
+
+    def recent(scope: str):
+        cap = caps.get(scope)
+        if cap is None:
+            return Value(0, output_field=IntegerField())
+        sent = Delivery.objects.filter(status=D.SENT, sent_at__gte=cap.since)
+        if scope == "unit":
+            sent = sent.filter(recipient=OuterRef("pk"))
+        else:
+            sent = sent.filter(email_hash=OuterRef("email_hash"))
+        count = sent.order_by().values("email_hash").annotate(n=Count("id")).values("n")[:1]
+        return Coalesce(Subquery(count, output_field=IntegerField()), 0)
+
+    members = (
+        campaign_members(campaign)
+        .order_by()
+        .annotate(
+            m_ok=Exists(allowed),
+            m_why=why,
+            m_unit_recent=recent("unit"),
+            m_inst_recent=recent("institution"),
+        )
+        .values_list("pk", "email_hash", "m_ok", "m_why", "m_unit_recent", "m_inst_recent")
+    )
+    sql, params = members.query.sql_with_params()
+    unit_cap = caps["unit"].mails if "unit" in caps else 2**31 - 1
+    inst_cap = caps["institution"].mails if "institution" in caps else 2**31 - 1
+    return sql, (*params,), unit_cap, inst_cap
+
+
+@transaction.atomic
+def deliveries_snapshot(*, campaign: Campaign) -> int:
+    """Write the campaign's delivery rows in one statement: `queued` where sendable now (I1),
+    else `skipped` with the reason; rows that exist already are kept (unique per recipient)."""
+    select, params, unit_cap, inst_cap = _snapshot_select(campaign)
+    table = Delivery._meta.db_table
+    # Only our own table name is interpolated; values travel as parameters.
+    sql = f"""
+        INSERT INTO {table} (campaign_id, unit_id, recipient_id, email_hash, status, reason,
+                             message_id, attempts, reply, created_at, updated_at)
+        SELECT %s, %s, m.id, m.email_hash,
+               CASE WHEN m.ok AND m.unit_recent < %s AND m.inst_recent < %s
+                    THEN %s ELSE %s END,
+               CASE WHEN NOT m.ok THEN m.why
+                    WHEN m.unit_recent >= %s THEN %s
+                    WHEN m.inst_recent >= %s THEN %s
+                    ELSE '' END,
+               '', 0, '', %s, %s
+        FROM ({select}) AS m (id, email_hash, ok, why, unit_recent, inst_recent)
+        ON CONFLICT (campaign_id, recipient_id) DO NOTHING
+    """  # noqa: S608
+    now = timezone.now()
+    values = [
+        campaign.pk,
+        campaign.unit_id,
+        unit_cap,
+        inst_cap,
+        D.QUEUED.value,
+        D.SKIPPED.value,
+        unit_cap,
+        SkipReason.UNIT_CAP.value,
+        inst_cap,
+        SkipReason.INSTITUTION_CAP.value,
+        now,
+        now,
+    ]
+    # Every placeholder of ours comes before the SELECT's own.
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*values, *params])
+        written = cursor.rowcount
+    return written
+
+
+@transaction.atomic
+def campaign_start(*, campaign: Campaign, by: AbstractBaseUser | None = None) -> int:
+    """Scheduled → sending with its snapshot, in one transaction; the batch tasks are enqueued
+    on commit (a rollback enqueues nothing). Answers how many rows the snapshot wrote."""
+    campaign_start_sending(campaign=campaign, by=by)
+    written = deliveries_snapshot(campaign=campaign)
+    queued = Delivery.objects.filter(campaign=campaign, status=D.QUEUED).count()
+    log.info("campaign %s started: %s deliveries, %s queued", campaign.code, written, queued)
+    if queued:
+        campaign_kick_on_commit(campaign_id=campaign.pk)
+    else:
+        transaction.on_commit(lambda: campaign_finish_if_done(campaign_id=campaign.pk))
+    return written
+
+
+def campaign_kick_on_commit(*, campaign_id: int, count: int | None = None) -> None:
+    """Enqueue `count` batch tasks of the campaign once the transaction commits."""
+    from campaigns.tasks import send_batch
+
+    n = count or settings.MLM_DISPATCH_PARALLEL
+
+    def kick() -> None:
+        for _ in range(n):
+            send_batch.delay(campaign_id)
+
+    transaction.on_commit(kick)
+
+
+# --- batches (I6, I7) ----------------------------------------------------------------------------
+
+
+@dataclass
+class BatchResult:
+    """What one batch did; `claimed` 0 means there was nothing to claim (or the campaign is not
+    sending)."""
+
+    claimed: int = 0
+    sent: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    failed: int = 0
+    retry_in: float | None = None  # nothing due now, but deferred rows are due in this many s
+    finished: bool = False
+    paused: bool = False
+    errors: list[str] = field(default_factory=list)
+
+
+@transaction.atomic
+def batch_claim(*, campaign_id: int, size: int | None = None) -> list[int]:
+    """Claim up to `size` due rows of a sending campaign: `sending`, leased, one more attempt.
+
+    `FOR UPDATE SKIP LOCKED` lets any number of workers claim side by side without waiting; the
+    UPDATE is conditional on the status, so a row is claimed by one batch only (I7).
+    """
+    campaign = Campaign.objects.filter(pk=campaign_id, status=CampaignStatus.SENDING).first()
+    if campaign is None:  # paused, cancelled, finished: take effect between batches
+        return []
+    now = timezone.now()
+    ids = list(
+        Delivery.objects.select_for_update(skip_locked=True)
+        .filter(campaign_id=campaign_id, status__in=[D.QUEUED, D.DEFERRED])
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .order_by("id")
+        .values_list("id", flat=True)[: size or settings.MLM_DISPATCH_BATCH_SIZE]
+    )
+    if not ids:
+        return []
+    updated = Delivery.objects.filter(pk__in=ids, status__in=[D.QUEUED, D.DEFERRED]).update(
+        status=D.SENDING,
+        lease_until=now + timedelta(seconds=settings.MLM_DISPATCH_LEASE_SECONDS),
+        attempts=F("attempts") + 1,
+        claimed_at=now,
+        next_attempt_at=None,
+        updated_at=now,
+    )
+    if updated != len(ids):  # cannot happen under the row locks; refuse rather than guess
+        raise RuntimeError(f"claimed {updated} of {len(ids)} locked deliveries")
+    return ids
+
+
+def batch_recheck(*, campaign: Campaign, ids: list[int]) -> list[Delivery]:
+    """The claimed rows whose recipient is still sendable, by ONE query on `sendable` (I1); the
+    others become `skipped`, reason withdrawn during sending (I6)."""
+    rows = list(
+        Delivery.objects.filter(pk__in=ids, status=D.SENDING)
+        .select_related("recipient")
+        .order_by("id")
+    )
+    allowed = set(
+        sendable(unit=campaign.unit, dm_type=campaign.dm_type, audience=campaign.audience)
+        .filter(pk__in=[row.recipient_id for row in rows])
+        .values_list("pk", flat=True)
+    )
+    refused = [row.pk for row in rows if row.recipient_id not in allowed]
+    if refused:
+        now = timezone.now()
+        Delivery.objects.filter(pk__in=refused, status=D.SENDING).update(
+            status=D.SKIPPED,
+            reason=SkipReason.WITHDRAWN_DURING_SENDING,
+            lease_until=None,
+            finished_at=now,
+            updated_at=now,
+        )
+    return [row for row in rows if row.recipient_id in allowed]
+
+
+_messages_cache: OrderedDict[tuple[int, int], CampaignMessages] = OrderedDict()
+
+
+def campaign_messages(campaign: Campaign) -> CampaignMessages:
+    """The campaign's compiled messages, built once per worker process and campaign revision."""
+    key = (campaign.pk, campaign.revision)
+    found = _messages_cache.get(key)
+    if found is None:
+        found = _messages_cache[key] = CampaignMessages(campaign, sign=_signs(backend()))
+        while len(_messages_cache) > 8:
+            _messages_cache.popitem(last=False)
+    return found
+
+
+def backend() -> str:
+    """The mail backend of dispatch (the default from settings)."""
+    return settings.EMAIL_BACKEND
+
+
+def _signs(backend_path: str) -> bool:
+    # On ESP paths the ESP builds the MIME and signs; our signature would not travel anyway.
+    return not backend_path.startswith("anymail.")
+
+
+TRANSIENT, PERMANENT = "transient", "permanent"
+
+
+def classify(error: BaseException) -> tuple[str, str]:
+    """(transient or permanent, the server's answer) of a send error: 4xx, timeouts and lost
+    connections are transient (retried later); 5xx and refused content are permanent."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        code, reply = next(iter(error.recipients.values()), (550, b"recipient refused"))
+        return _by_code(code, reply)
+    if isinstance(error, smtplib.SMTPResponseException):
+        return _by_code(error.smtp_code, error.smtp_error)
+    if isinstance(error, RenderError | HeaderInjection | ValueError | UnicodeError):
+        return PERMANENT, f"not built: {error}"
+    try:
+        from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
+    except ImportError:  # pragma: no cover - anymail is a dependency
+        AnymailAPIError = AnymailRecipientsRefused = ()
+    if AnymailRecipientsRefused and isinstance(error, AnymailRecipientsRefused):
+        return PERMANENT, str(error)[:500]
+    if AnymailAPIError and isinstance(error, AnymailAPIError):
+        status = getattr(error, "status_code", None)
+        if status is not None and 400 <= status < 500 and status != 429:
+            return PERMANENT, str(error)[:500]
+        return TRANSIENT, str(error)[:500]
+    if isinstance(error, smtplib.SMTPException | OSError | socket.timeout | TimeoutError):
+        return TRANSIENT, f"{type(error).__name__}: {error}"[:500]
+    return TRANSIENT, f"{type(error).__name__}: {error}"[:500]
+
+
+def _by_code(code: int, reply: bytes | str) -> tuple[str, str]:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    answer = f"{code} {text}"[:500]
+    return (TRANSIENT if 400 <= code < 500 else PERMANENT), answer
+
+
+def _close(conn) -> None:
+    try:
+        conn.close()
+    except Exception:
+        if hasattr(conn, "connection"):
+            conn.connection = None
+
+
+def _throttle(unit_id: int) -> None:
+    buckets = []
+    if settings.MLM_DISPATCH_UNIT_RATE:
+        from mlm.throttle import unit_key
+
+        rate = settings.MLM_DISPATCH_UNIT_RATE
+        buckets.append((unit_key(unit_id), rate, rate))
+    if settings.MLM_DISPATCH_BACKEND_RATE:
+        from mlm.throttle import backend_key
+
+        rate = settings.MLM_DISPATCH_BACKEND_RATE
+        buckets.append((backend_key(backend()), rate, rate))
+    if buckets:
+        from mlm.throttle import throttle
+
+        throttle().take(buckets, timeout=settings.MLM_DISPATCH_LEASE_SECONDS / 4)
+
+
+def _send_one(conn, message, domain: str) -> None:
+    limit = settings.MLM_DISPATCH_DOMAIN_CONCURRENCY
+    if not limit or not settings.REDIS_URL:
+        conn.send_messages([message])
+        return
+    from mlm.throttle import concurrency_limiter, domain_key
+
+    with concurrency_limiter().slot(
+        domain_key(domain),
+        limit=limit,
+        lease_seconds=settings.EMAIL_TIMEOUT + 30,
+        timeout=settings.EMAIL_TIMEOUT,
+    ):
+        conn.send_messages([message])
+
+
+def batch_send(*, campaign_id: int) -> BatchResult:
+    """Claim one batch of the campaign and send it (see the module docstring); the one service
+    the batch task calls."""
+    result = BatchResult()
+    ids = batch_claim(campaign_id=campaign_id)
+    if not ids:
+        return _nothing_claimed(campaign_id, result)
+    result.claimed = len(ids)
+    campaign = Campaign.objects.select_related("unit", "dm_type", "identity", "layout").get(
+        pk=campaign_id
+    )
+    rows = batch_recheck(campaign=campaign, ids=ids)
+    result.skipped = len(ids) - len(rows)
+    sent: list[int] = []
+    deferred: list[tuple[Delivery, str, bool]] = []  # (row, reply, attempt counted)
+    failed: list[tuple[Delivery, str]] = []
+    try:
+        messages = campaign_messages(campaign)
+    except RenderError as error:  # the template broke: permanent for every row
+        failed = [(row, f"not built: {error}") for row in rows]
+        rows = []
+    conn = get_connection(backend(), fail_silently=False) if rows else None
+    on_connection = 0  # mails the server took or refused on the current connection
+    for index, row in enumerate(rows):
+        try:
+            message = messages.build(row.recipient, delivery_id=row.pk)
+        except (RenderError, HeaderInjection, ValueError) as error:
+            failed.append((row, f"not built: {error}"[:500]))
+            continue
+        try:
+            _throttle(campaign.unit_id)
+            _send_one(conn, message, row.recipient.email.rpartition("@")[2].lower())
+        except Exception as error:
+            kind, reply = classify(error)
+            if kind == PERMANENT:
+                on_connection += 1
+                failed.append((row, reply))
+                continue
+            fresh, on_connection = on_connection == 0, 0
+            _close(conn)
+            if fresh and _is_connect_error(error):
+                # Nobody is answering: the rest of the batch waits too, and as nothing was
+                # handed over, no attempt is counted.
+                deferred.extend((other, reply, False) for other in rows[index:])
+                break
+            deferred.append((row, reply, True))
+            continue
+        on_connection += 1
+        sent.append(row.pk)
+    if conn is not None:
+        _close(conn)
+    _record(campaign, sent=sent, deferred=deferred, failed=failed)
+    result.sent, result.deferred = len(sent), len(deferred)
+    result.failed = len(failed)
+    result.errors = sorted({reply for _, reply, *_ in (*deferred, *failed)})[:5]
+    result.paused = _count_failures(campaign, sent=len(sent), transient=len(deferred))
+    return result
+
+
+def _is_connect_error(error: BaseException) -> bool:
+    """Refused, reset, timed out or hung up: on a fresh connection, nobody is taking mail."""
+    answered = smtplib.SMTPResponseException | smtplib.SMTPRecipientsRefused  # a 4xx code
+    return isinstance(error, OSError | TimeoutError) and not isinstance(error, answered)
+
+
+@transaction.atomic
+def _record(
+    campaign: Campaign,
+    *,
+    sent: list[int],
+    deferred: list[tuple[Delivery, str, bool]],
+    failed: list[tuple[Delivery, str]],
+) -> None:
+    """Write the batch's outcomes; each UPDATE only touches rows still `sending` (a row whose
+    lease ran out meanwhile stays `in_doubt`: it may or may not have gone out)."""
+    now = timezone.now()
+    domain = campaign.identity.email.rpartition("@")[2].lower()
+    if sent:
+        Delivery.objects.filter(pk__in=sent, status=D.SENDING).update(
+            status=D.SENT,
+            sent_at=now,
+            finished_at=now,
+            lease_until=None,
+            reply="",
+            updated_at=now,
+            # The Message-ID is the delivery's own (message_id_for): one UPDATE writes them all.
+            message_id=_message_id_sql(campaign, domain),
+        )
+    for row, reply in failed:
+        Delivery.objects.filter(pk=row.pk, status=D.SENDING).update(
+            status=D.FAILED, reply=reply, finished_at=now, lease_until=None, updated_at=now
+        )
+    limit = settings.MLM_DISPATCH_MAX_ATTEMPTS
+    for row, reply, counted in deferred:
+        attempts = row.attempts if counted else row.attempts - 1  # the claim counted one
+        if counted and attempts >= limit:
+            Delivery.objects.filter(pk=row.pk, status=D.SENDING).update(
+                status=D.FAILED, reply=reply, finished_at=now, lease_until=None, updated_at=now
+            )
+            continue
+        delay = settings.MLM_DISPATCH_RETRY_SECONDS * 2 ** max(attempts - 1, 0)
+        Delivery.objects.filter(pk=row.pk, status=D.SENDING).update(
+            status=D.DEFERRED,
+            reply=reply,
+            attempts=Greatest(F("attempts") - (0 if counted else 1), 0),
+            next_attempt_at=now + timedelta(seconds=delay),
+            lease_until=None,
+            updated_at=now,
+        )
+
+
+def _message_id_sql(campaign: Campaign, domain: str):
+    from django.db.models.functions import Cast, Concat
+
+    return Concat(
+        Value("<"),
+        Cast("id", output_field=CharField()),
+        Value(f".{campaign.code.hex[:16]}@{domain}>"),
+        output_field=CharField(),
+    )
+
+
+def _count_failures(campaign: Campaign, *, sent: int, transient: int) -> bool:
+    """Count transient failures in a row; past the limit the campaign pauses itself. Answers
+    whether it paused now."""
+    if sent:
+        Campaign.objects.filter(pk=campaign.pk, consecutive_failures__gt=0).update(
+            consecutive_failures=0
+        )
+    if not transient or sent:
+        return False
+    Campaign.objects.filter(pk=campaign.pk).update(
+        consecutive_failures=F("consecutive_failures") + transient
+    )
+    limit = settings.MLM_DISPATCH_PAUSE_AFTER_FAILURES
+    failures = Campaign.objects.filter(pk=campaign.pk).values_list(
+        "consecutive_failures", flat=True
+    )[0]
+    if not limit or failures < limit:
+        return False
+    try:
+        campaign_pause(
+            campaign=campaign,
+            by=None,
+            reason=f"{failures} sending failures in a row; the last: see the failed deliveries",
+        )
+    except TransitionError:
+        return False
+    Campaign.objects.filter(pk=campaign.pk).update(consecutive_failures=0)
+    log.warning("campaign %s paused itself after %s failures in a row", campaign.code, failures)
+    return True
+
+
+def _nothing_claimed(campaign_id: int, result: BatchResult) -> BatchResult:
+    """No row was due: finish the campaign if nothing is left, else say when deferred rows are
+    due (the task comes back then)."""
+    if campaign_finish_if_done(campaign_id=campaign_id):
+        result.finished = True
+        return result
+    status = Campaign.objects.filter(pk=campaign_id).values_list("status", flat=True).first()
+    if status != CampaignStatus.SENDING:
+        return result
+    due = Delivery.objects.filter(campaign_id=campaign_id, status=D.DEFERRED).aggregate(
+        at=Min("next_attempt_at")
+    )["at"]
+    if due is not None:
+        result.retry_in = max((due - timezone.now()).total_seconds(), 0.0) + 0.05
+    return result
+
+
+def campaign_finish_if_done(*, campaign_id: int) -> bool:
+    """Sending → sent when no delivery is queued, deferred or being sent (in-doubt rows wait for
+    a person). Answers whether this call finished it."""
+    if Delivery.objects.filter(campaign_id=campaign_id, status__in=OPEN_STATUSES).exists():
+        return False
+    campaign = Campaign.objects.filter(pk=campaign_id, status=CampaignStatus.SENDING).first()
+    if campaign is None:
+        return False
+    try:
+        campaign_mark_sent(campaign=campaign)
+    except TransitionError:  # another worker finished it, or someone paused it just now
+        return False
+    log.info("campaign %s sent", campaign.code)
+    return True
+
+
+# --- recovery (I7) and schedule ------------------------------------------------------------------
+
+
+@transaction.atomic
+def deliveries_recover(*, now=None) -> int:
+    """Rows left `sending` past their lease (their worker died) become `in_doubt`: they may have
+    gone out, so they are never re-sent without a person's decision (I7). Then stalled campaigns
+    get their batch tasks again (lost broker messages) and finished ones are marked sent."""
+    now = now or timezone.now()
+    lost = Delivery.objects.filter(status=D.SENDING, lease_until__lt=now).update(
+        status=D.IN_DOUBT, lease_until=None, finished_at=now, updated_at=now
+    )
+    if lost:
+        log.warning("%s deliveries in doubt: their worker's lease ran out", lost)
+    sending = Campaign.objects.filter(status=CampaignStatus.SENDING).values_list("pk", flat=True)
+    for campaign_id in sending:
+        rows = Delivery.objects.filter(campaign_id=campaign_id)
+        if not rows.filter(status__in=OPEN_STATUSES).exists():
+            transaction.on_commit(lambda cid=campaign_id: campaign_finish_if_done(campaign_id=cid))
+        elif (
+            not rows.filter(status=D.SENDING).exists()
+            and rows.filter(
+                Q(status=D.QUEUED)
+                | Q(status=D.DEFERRED, next_attempt_at__lte=now + timedelta(seconds=1))
+            ).exists()
+        ):
+            campaign_kick_on_commit(campaign_id=campaign_id)
+    return lost
+
+
+def campaigns_start_due(*, now=None) -> list[int]:
+    """Start every scheduled campaign whose time has come, also those whose time passed while
+    the system was down; each in its own transaction. Answers their ids."""
+    from campaigns.selectors import campaigns_due
+
+    started = []
+    for campaign in campaigns_due(now).select_related("unit", "dm_type"):
+        try:
+            campaign_start(campaign=campaign, by=None)
+        except TransitionError:  # another beat or a person got there first
+            continue
+        started.append(campaign.pk)
+    return started
+
+
+@transaction.atomic
+def deliveries_send_in_doubt(*, campaign: Campaign, by: AbstractBaseUser) -> int:
+    """An approver's decision to send the campaign's in-doubt rows once more (they may get the
+    mail twice); audited, then queued like any other row."""
+    _require_role(campaign.unit, by, Role.APPROVER)
+    now = timezone.now()
+    count = Delivery.objects.filter(campaign=campaign, status=D.IN_DOUBT).update(
+        status=D.QUEUED, finished_at=None, updated_at=now, reply="sent again by a person"
+    )
+    if not count:
+        return 0
+    campaign.refresh_from_db()
+    if campaign.status == CampaignStatus.SENT:
+        campaign_transition(campaign=campaign, action="redispatch", by=by, data={"rows": count})
+    else:
+        from mlm.services import audit_record
+
+        audit_record(
+            unit=campaign.unit,
+            actor=by,
+            verb="campaign.send_in_doubt",
+            obj=campaign,
+            data={"rows": count},
+        )
+    if campaign.status == CampaignStatus.SENDING:
+        campaign_kick_on_commit(campaign_id=campaign.pk)
+    return count
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Counts of a campaign's deliveries by status, and the recent sending rate."""
+
+    queued: int = 0
+    sending: int = 0
+    sent: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    failed: int = 0
+    in_doubt: int = 0
+    rate: float = 0.0  # messages a second over the last minute
+
+    @property
+    def total(self) -> int:
+        return (
+            self.queued
+            + self.sending
+            + self.sent
+            + self.skipped
+            + self.deferred
+            + self.failed
+            + self.in_doubt
+        )
+
+    def percent(self, name: str) -> float:
+        return round(100 * getattr(self, name) / self.total, 1) if self.total else 0.0
+
+    @property
+    def done_percent(self) -> float:
+        if not self.total:
+            return 0.0
+        done = self.sent + self.skipped + self.failed + self.in_doubt
+        return round(100 * done / self.total, 1)
+
+
+def campaign_progress(campaign: Campaign) -> Progress:
+    """How far the campaign's sending is (one query for counts, one for the rate)."""
+    counts = dict(
+        Delivery.objects.filter(campaign=campaign)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    since = timezone.now() - timedelta(seconds=60)
+    recent = Delivery.objects.filter(campaign=campaign, status=D.SENT, sent_at__gte=since).count()
+    return Progress(
+        queued=counts.get(D.QUEUED, 0),
+        sending=counts.get(D.SENDING, 0),
+        sent=counts.get(D.SENT, 0),
+        skipped=counts.get(D.SKIPPED, 0),
+        deferred=counts.get(D.DEFERRED, 0),
+        failed=counts.get(D.FAILED, 0),
+        in_doubt=counts.get(D.IN_DOUBT, 0),
+        rate=round(recent / 60, 1),
+    )
+
+
+__all__ = [
+    "BatchResult",
+    "Progress",
+    "batch_claim",
+    "batch_recheck",
+    "batch_send",
+    "campaign_finish_if_done",
+    "campaign_progress",
+    "campaign_start",
+    "campaigns_start_due",
+    "classify",
+    "deliveries_recover",
+    "deliveries_send_in_doubt",
+    "deliveries_snapshot",
+    "message_id_for",
+]

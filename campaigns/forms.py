@@ -1,0 +1,160 @@
+"""Forms of the campaign pages: HTTP parsing only; services decide."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from campaigns.models import Campaign, Layout, SenderIdentity
+from consent.models import DMType
+from mlm.forms import Form
+from mlm.models import SenderUnit
+from recipients.models import Audience, RecipientList
+
+CODE_AREA = {"rows": 14, "spellcheck": "false", "class": "code"}
+
+
+class CampaignForm(Form):
+    """A campaign's fields; choices are the unit's own (scoped querysets)."""
+
+    name = forms.CharField(max_length=200, help_text="For your unit only; recipients never see it.")
+    dm_type = forms.ModelChoiceField(queryset=DMType.objects.none(), label="DM type")
+    audience = forms.ChoiceField(choices=Audience.choices)
+    lists = forms.ModelMultipleChoiceField(
+        queryset=RecipientList.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Lists of the campaign's audience only.",
+    )
+    identity = forms.ModelChoiceField(queryset=SenderIdentity.objects.none(), label="From")
+    reply_to = forms.EmailField(required=False, label="Reply-To")
+    subject = forms.CharField(
+        max_length=1000, help_text='Jinja2, e.g. {{ first_name|default("Friend") }}, …'
+    )
+    layout = forms.ModelChoiceField(queryset=Layout.objects.none(), required=False)
+    html_body = forms.CharField(
+        widget=forms.Textarea(attrs=CODE_AREA),
+        label="HTML body",
+        help_text="Jinja2 with recipient fields: first_name, last_name, email, category, "
+        "attributes; unit, campaign, dm_type; unsubscribe_url, preferences_url.",
+    )
+    text_body = forms.CharField(
+        widget=forms.Textarea(attrs={**CODE_AREA, "rows": 6}),
+        required=False,
+        label="Text body",
+        help_text="Optional: generated from the HTML when empty.",
+    )
+
+    def __init__(self, *args: Any, unit: SenderUnit, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["dm_type"].queryset = DMType.objects.for_unit(unit).filter(
+            archived_at__isnull=True
+        )
+        self.fields["lists"].queryset = RecipientList.objects.for_unit(unit)
+        self.fields["identity"].queryset = SenderIdentity.objects.for_unit(unit)
+        self.fields["layout"].queryset = Layout.objects.for_unit(unit).filter(
+            archived_at__isnull=True
+        )
+        self.fields["lists"].label_from_instance = lambda rl: (
+            f"{rl.name} ({rl.get_audience_display().split(' (')[0].lower()})"
+        )
+
+    @classmethod
+    def initial_for(cls, campaign: Campaign) -> dict[str, Any]:
+        return {
+            "name": campaign.name,
+            "dm_type": campaign.dm_type_id,
+            "audience": campaign.audience,
+            "lists": list(campaign.lists.values_list("pk", flat=True)),
+            "identity": campaign.identity_id,
+            "reply_to": campaign.reply_to,
+            "subject": campaign.subject,
+            "layout": campaign.layout_id,
+            "html_body": campaign.html_body,
+            "text_body": campaign.text_body,
+        }
+
+
+class PreviewForm(Form):
+    """The live preview pane reads the unsaved fields it needs (no validation of the rest)."""
+
+    subject = forms.CharField(required=False)
+    html_body = forms.CharField(required=False)
+    text_body = forms.CharField(required=False)
+    layout = forms.ModelChoiceField(queryset=Layout.objects.none(), required=False)
+    dm_type = forms.ModelChoiceField(queryset=DMType.objects.none(), required=False)
+    name = forms.CharField(required=False)
+
+    def __init__(self, *args: Any, unit: SenderUnit, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["layout"].queryset = Layout.objects.for_unit(unit)
+        self.fields["dm_type"].queryset = DMType.objects.for_unit(unit)
+
+
+class LayoutForm(Form):
+    name = forms.CharField(max_length=200)
+    html = forms.CharField(
+        widget=forms.Textarea(attrs={**CODE_AREA, "rows": 24}),
+        label="HTML",
+        help_text="Jinja2. Put {{ content }} where the body goes; the footer needs the unit's "
+        "postal address ({{ unit.postal_address }}) and links to {{ unsubscribe_url }} and "
+        "{{ preferences_url }}, with the statement in English and Chinese.",
+    )
+
+
+class ReviewForm(Form):
+    comment = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,
+        help_text="Required when you reject: the editors read it.",
+    )
+
+
+class ScheduleForm(Form):
+    when = forms.ChoiceField(
+        choices=[("now", "Send now"), ("later", "Send at a time")],
+        widget=forms.RadioSelect,
+        initial="now",
+        label="When",
+    )
+    at = forms.DateTimeField(
+        required=False,
+        label="Date and time",
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"],
+        help_text="In the unit's time zone.",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("when") == "later" and not data.get("at"):
+            self.add_error("at", "Choose the date and time to send at.")
+        return data
+
+
+class AcknowledgeForm(Form):
+    word = forms.CharField(max_length=200, widget=forms.HiddenInput)
+    reason = forms.CharField(max_length=500, label="Why it is acceptable here")
+
+
+class TestSendForm(Form):
+    recipient = forms.UUIDField(required=False, widget=forms.HiddenInput)
+
+
+class UnitSettingsForm(Form):
+    allow_self_approval = forms.BooleanField(
+        required=False, help_text="An approver may approve a campaign they wrote themselves."
+    )
+    frequency_cap_mails = forms.IntegerField(
+        min_value=0,
+        max_value=1000,
+        label="Frequency cap: at most this many DM mails per recipient",
+        help_text="0: no cap.",
+    )
+    frequency_cap_days = forms.IntegerField(min_value=1, max_value=365, label="…per this many days")
+    banned_words = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 10}),
+        required=False,
+        help_text="One word or phrase per line. The content check finds them in the subject, "
+        "the HTML and the text; an editor may acknowledge a finding with a reason.",
+    )

@@ -1,0 +1,279 @@
+"""Building a campaign's mails: template variables, recipient links, headers, the message object.
+
+`CampaignMailer` is made once per campaign (templates compiled, CSS inlined, constants computed)
+and then gives one message per recipient; dispatch adds List-Unsubscribe, DKIM and sending.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from email.utils import formataddr, formatdate, make_msgid
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.urls import reverse
+
+from campaigns.models import Campaign
+from campaigns.rendering import CompiledMail, MailParts
+from consent.tokens import make_recipient_token
+from recipients.models import Recipient
+
+# Clearly fake links for previews, checks and test mails: a test mail must never carry a real
+# recipient's unsubscribe link (an editor clicking it would withdraw that person's consent).
+SAMPLE_UNSUBSCRIBE_URL = "https://example.invalid/unsubscribe/sample-link"
+SAMPLE_PREFERENCES_URL = "https://example.invalid/preferences/sample-link"
+SAMPLE_ONE_CLICK_URL = "https://example.invalid/one-click/sample-link"
+SAMPLE_RECIPIENT = {
+    "first_name": "Chris",
+    "last_name": "Chan",
+    "email": "chris.chan@example.com",
+    "category": "external",
+    "locale": "en",
+    "attributes": {},
+}
+TEST_PREFIX = "[TEST] "
+
+
+def recipient_variables(recipient: Recipient) -> dict[str, Any]:
+    """A recipient's fields for templates; blank ones are left out, so `default()` applies."""
+    variables: dict[str, Any] = {
+        "email": recipient.email,
+        "category": recipient.category,
+        "attributes": dict(recipient.attributes or {}),
+    }
+    if recipient.first_name:
+        variables["first_name"] = recipient.first_name
+    if recipient.last_name:
+        variables["last_name"] = recipient.last_name
+    if recipient.locale:
+        variables["locale"] = recipient.locale
+    return variables
+
+
+def campaign_variables(campaign: Campaign) -> dict[str, Any]:
+    """What every recipient's mail of a campaign shares: the unit, the campaign, the DM type.
+
+    Plain dicts, never model instances: a template must not reach the ORM (`unit.recipients`).
+    """
+    unit = campaign.unit
+    return {
+        "unit": {"name": unit.name, "postal_address": unit.postal_address, "slug": unit.slug},
+        "campaign": {"name": campaign.name, "code": str(campaign.code)},
+        "dm_type": {"name": campaign.dm_type.name},
+    }
+
+
+def sample_links() -> dict[str, str]:
+    return {"unsubscribe_url": SAMPLE_UNSUBSCRIBE_URL, "preferences_url": SAMPLE_PREFERENCES_URL}
+
+
+@dataclass(frozen=True)
+class Links:
+    unsubscribe: str
+    one_click: str
+    preferences: str
+
+
+class LinkMaker:
+    """A recipient's unsubscribe, one-click and preference links for one campaign.
+
+    Signs one token per recipient (consent.tokens) and fills it into URL prefixes resolved once
+    per campaign, rather than resolving three URLs per recipient.
+    """
+
+    _PLACEHOLDER = "TOKEN"
+
+    def __init__(self, campaign: Campaign) -> None:
+        self.dm_type = campaign.dm_type
+        self.campaign_code = campaign.code
+        self._urls = {
+            name: (settings.SITE_URL + reverse(name, kwargs={"token": self._PLACEHOLDER})).split(
+                self._PLACEHOLDER
+            )
+            for name in ("public_unsubscribe", "public_one_click", "public_preferences")
+        }
+
+    def _url(self, name: str, token: str) -> str:
+        before, after = self._urls[name]
+        return before + token + after
+
+    def links(self, recipient: Recipient) -> Links:
+        token = make_recipient_token(
+            recipient=recipient.code, dm_type=self.dm_type.code, campaign_code=self.campaign_code
+        )
+        return Links(
+            unsubscribe=self._url("public_unsubscribe", token),
+            one_click=self._url("public_one_click", token),
+            preferences=self._url("public_preferences", token),
+        )
+
+
+@dataclass
+class BuiltMail:
+    """One recipient's mail: the message to hand to a backend, and its parts and links."""
+
+    message: EmailMultiAlternatives
+    parts: MailParts
+    links: Links | None
+    message_id: str
+
+
+class CampaignMailer:
+    """A campaign compiled once; `build(recipient)` assembles one recipient's message."""
+
+    def __init__(self, campaign: Campaign, *, strict: bool = False) -> None:
+        self.campaign = campaign
+        self.shared = campaign_variables(campaign)
+        layout = campaign.layout.html if campaign.layout_id else None
+        self.compiled = CompiledMail(
+            subject=campaign.subject,
+            html_body=campaign.html_body,
+            layout=layout,
+            text_body=campaign.text_body,
+            strict=strict,
+            sample=self.sample_variables(),
+            constants=self.shared,
+        )
+        identity = campaign.identity
+        self.from_email = formataddr((identity.name, identity.email))
+        reply_to = campaign.reply_to or identity.reply_to
+        self.reply_to = [reply_to] if reply_to else []
+        self.msgid_domain = identity.email.rpartition("@")[2] or "localhost"
+        self.unit_id = campaign.unit_id
+        self._links: LinkMaker | None = None
+        self._date_second, self._date_header = 0, ""
+
+    def sample_variables(self, recipient: Recipient | None = None) -> dict[str, Any]:
+        """Variables of a real recipient or the sample one, with clearly fake links."""
+        person = recipient_variables(recipient) if recipient is not None else SAMPLE_RECIPIENT
+        return {**self.shared, **person, **sample_links()}
+
+    def link_maker(self) -> LinkMaker:
+        if self._links is None:
+            self._links = LinkMaker(self.campaign)
+        return self._links
+
+    def render(self, variables: dict[str, Any]) -> MailParts:
+        return self.compiled.render(variables)
+
+    def _date(self) -> str:
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second, self._date_header = now, formatdate(now, usegmt=True)
+        return self._date_header
+
+    def _message(self, parts: MailParts, *, to: str, subject: str) -> tuple[Any, str]:
+        message_id = make_msgid(domain=self.msgid_domain)
+        message = EmailMultiAlternatives(
+            subject=subject,
+            body=parts.text,
+            from_email=self.from_email,
+            to=[to],
+            reply_to=self.reply_to,
+            headers={"Message-ID": message_id, "Date": self._date()},
+            alternatives=[(parts.html, "text/html")],
+        )
+        message.mlm_unit_id = self.unit_id
+        return message, message_id
+
+    def build(self, recipient: Recipient) -> BuiltMail:
+        """The mail of one recipient, with its real links (dispatch adds List-Unsubscribe)."""
+        links = self.link_maker().links(recipient)
+        variables = {
+            **self.shared,
+            **recipient_variables(recipient),
+            "unsubscribe_url": links.unsubscribe,
+            "preferences_url": links.preferences,
+        }
+        parts = self.compiled.render(variables)
+        name = recipient.full_name
+        to = formataddr((name, recipient.email)) if name else recipient.email
+        message, message_id = self._message(parts, to=to, subject=parts.subject)
+        return BuiltMail(message, parts, links, message_id)
+
+    def build_test(self, *, to: str, recipient: Recipient | None = None) -> BuiltMail:
+        """A test mail to an editor: [TEST] subject, personalised as `recipient` (or the sample)
+        but with fake links; never a delivery, never counted."""
+        parts = self.compiled.render(self.sample_variables(recipient))
+        message, message_id = self._message(parts, to=to, subject=TEST_PREFIX + parts.subject)
+        message.extra_headers["X-MLM-Test"] = "yes"
+        return BuiltMail(message, parts, None, message_id)
+
+
+class CampaignMessages:
+    """A campaign's real mails for dispatch, fast: rendered by `CampaignMailer`, assembled as
+    bytes by `mlm.mailbuild.MessageBuilder` (invariant headers built once), DKIM-signed on our
+    own paths when operations gave the From domain a key.
+
+    Every mail carries List-Unsubscribe (the recipient's one-click https URL) and
+    List-Unsubscribe-Post (I5), List-Id naming the unit and DM type, Feedback-ID
+    (campaign:unit:dmtype:sender) and Precedence: bulk.
+    """
+
+    def __init__(self, campaign: Campaign, *, sign: bool = True) -> None:
+        from mlm.dkim import signer_for_domain
+        from mlm.mailbuild import MessageBuilder
+
+        self.mailer = CampaignMailer(campaign)
+        self.campaign = campaign
+        unit, dm_type, identity = campaign.unit, campaign.dm_type, campaign.identity
+        domain = identity.email.rpartition("@")[2].lower()
+        reply_to = campaign.reply_to or identity.reply_to
+        self.builder = MessageBuilder(
+            from_addr=identity.email,
+            from_name=identity.name,
+            reply_to=[("", reply_to)] if reply_to else [],
+            list_id=(f"{dm_type.name} of {unit.name}", list_id(campaign, domain)),
+            feedback_id=f"{campaign.pk}:{unit.pk}:{dm_type.pk}:mlm",
+            message_id_domain=domain,
+            extra_headers=[("Precedence", "bulk")],
+        )
+        self.signer = signer_for_domain(domain) if sign else None
+        self.metadata_campaign = str(campaign.code)
+        self.unit_id = campaign.unit_id
+
+    def message_id(self, delivery_id: int) -> str:
+        """The delivery's Message-ID: stable, so a duplicate at any server is recognisable."""
+        return message_id_for(self.campaign, delivery_id, self.builder.message_id_domain)
+
+    def build(self, recipient: Recipient, *, delivery_id: int, message_id: str = ""):
+        """The `PrebuiltEmailMessage` of one delivery (raises RenderError, HeaderInjection)."""
+        links = self.mailer.link_maker().links(recipient)
+        variables = {
+            **self.mailer.shared,
+            **recipient_variables(recipient),
+            "unsubscribe_url": links.unsubscribe,
+            "preferences_url": links.preferences,
+        }
+        parts = self.mailer.compiled.render(variables)
+        built = self.builder.build(
+            to_addr=recipient.email,
+            # One line: a line break in recipient data must not start a new header.
+            to_name=" ".join(recipient.full_name.split()),
+            text=parts.text,
+            html=parts.html,
+            subject=parts.subject,
+            unsubscribe_url=links.one_click,
+            message_id=message_id or self.message_id(delivery_id),
+        )
+        if self.signer is not None:
+            built.raw = self.signer.sign(built.raw)
+        message = self.builder.django_message(
+            built,
+            metadata={"campaign": self.metadata_campaign, "delivery": str(delivery_id)},
+        )
+        message.mlm_unit_id = self.unit_id
+        return message
+
+
+def list_id(campaign: Campaign, domain: str) -> str:
+    """The List-Id identifier of a campaign's DM type in its unit (RFC 2919: domain-like)."""
+    slug = campaign.unit.slug.replace("_", "-").strip("-").lower() or f"unit{campaign.unit_id}"
+    return f"{campaign.dm_type.key.replace('_', '-')[:40]}.{slug}.{domain}"
+
+
+def message_id_for(campaign: Campaign, delivery_id: int, domain: str) -> str:
+    """`<delivery.campaign@domain>`: one Message-ID per delivery, whichever worker sends it."""
+    return f"<{delivery_id}.{campaign.code.hex[:16]}@{domain}>"

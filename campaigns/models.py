@@ -1,0 +1,356 @@
+"""Campaigns, their layouts and sender identities, the unit's campaign settings, and deliveries.
+
+A campaign is one message of one DM type from one unit to lists of one audience (I3). Its status
+changes only through `campaigns.services.campaign_transition` (a conditional UPDATE, audited).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from mlm.models import SenderUnit, UnitScopedQuerySet
+from recipients.models import Audience
+
+# The default banned-words list of a unit: the absolute terms China's Advertising Law (art. 9(3))
+# forbids in advertising, and English claims that mislead or trip spam filters. A unit edits its
+# own copy on the campaign settings page.
+DEFAULT_BANNED_WORDS = [
+    "最佳",
+    "最高级",
+    "最高級",
+    "最优",
+    "最優",
+    "最好",
+    "国家级",
+    "國家級",
+    "世界级",
+    "世界級",
+    "第一品牌",
+    "顶级",
+    "頂級",
+    "极品",
+    "極品",
+    "独一无二",
+    "獨一無二",
+    "绝无仅有",
+    "絕無僅有",
+    "史无前例",
+    "史無前例",
+    "万能",
+    "萬能",
+    "guaranteed",
+    "risk-free",
+    "risk free",
+    "100% free",
+    "no obligation",
+    "act now",
+    "once in a lifetime",
+    "best in the world",
+    "number one",
+]
+
+
+class SenderIdentity(models.Model):
+    """A From name and address a unit may send as (set up by operations in Django admin)."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    unit = models.ForeignKey(SenderUnit, on_delete=models.PROTECT, related_name="identities")
+    name = models.CharField(max_length=200, help_text="Display name, e.g. Faculty of Engineering.")
+    email = models.EmailField(max_length=320)
+    reply_to = models.EmailField(max_length=320, blank=True, help_text="Default Reply-To.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = UnitScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["unit", "email"], name="identity_email_unique_per_unit")
+        ]
+        ordering = ["name", "email"]
+        verbose_name_plural = "sender identities"
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>"
+
+
+class Layout(models.Model):
+    """A reusable HTML wrapper of a unit (Jinja2): header, footer, links; `{{ content }}` marks
+    where a campaign's body goes."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    unit = models.ForeignKey(SenderUnit, on_delete=models.PROTECT, related_name="layouts")
+    name = models.CharField(max_length=200)
+    html = models.TextField(help_text="Jinja2 HTML with {{ content }} where the body goes.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    objects = UnitScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["unit", "name"], name="layout_name_unique_per_unit")
+        ]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    PENDING = "pending", "Pending approval"
+    APPROVED = "approved", "Approved"
+    SCHEDULED = "scheduled", "Scheduled"
+    SENDING = "sending", "Sending"
+    PAUSED = "paused", "Paused"
+    SENT = "sent", "Sent"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# Statuses in which the content may still be edited (an edit sends the campaign back to draft).
+EDITABLE_STATUSES = frozenset(
+    {
+        CampaignStatus.DRAFT,
+        CampaignStatus.PENDING,
+        CampaignStatus.APPROVED,
+        CampaignStatus.SCHEDULED,
+    }
+)
+
+
+class Campaign(models.Model):
+    """One message of one DM type from one unit to lists of one audience (I3)."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    unit = models.ForeignKey(SenderUnit, on_delete=models.PROTECT, related_name="campaigns")
+    name = models.CharField(
+        max_length=200, help_text="For your unit only; recipients never see it."
+    )
+    dm_type = models.ForeignKey(
+        "consent.DMType", on_delete=models.PROTECT, related_name="campaigns", verbose_name="DM type"
+    )
+    audience = models.CharField(max_length=10, choices=Audience.choices)
+    lists = models.ManyToManyField("recipients.RecipientList", related_name="campaigns", blank=True)
+    identity = models.ForeignKey(
+        SenderIdentity, on_delete=models.PROTECT, related_name="campaigns", verbose_name="From"
+    )
+    reply_to = models.EmailField(max_length=320, blank=True)
+    subject = models.CharField(max_length=1000, blank=True)
+    html_body = models.TextField(blank=True)
+    text_body = models.TextField(
+        blank=True, help_text="Optional; generated from the HTML when empty."
+    )
+    layout = models.ForeignKey(
+        Layout, null=True, blank=True, on_delete=models.PROTECT, related_name="campaigns"
+    )
+    status = models.CharField(
+        max_length=10, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT, db_index=True
+    )
+    revision = models.PositiveIntegerField(
+        default=1, help_text="Grows with every edit; approval names the revision it saw."
+    )
+    acknowledgements = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Banned-word findings the editor acknowledged: {word: {reason, by, at}}.",
+    )
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    review_comment = models.TextField(blank=True)
+
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who scheduled or started the sending.",
+    )
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    approved_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    consecutive_failures = models.PositiveIntegerField(
+        default=0,
+        help_text="Transient send failures since the last success; dispatch pauses at a limit.",
+    )
+
+    objects = UnitScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["unit", "status"], name="campaign_unit_status"),
+            models.Index(
+                fields=["scheduled_at"],
+                condition=Q(status="scheduled"),
+                name="campaign_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def audit_label(self) -> str:
+        return f"campaign {self.name}"[:200]
+
+    @property
+    def is_editable(self) -> bool:
+        return self.status in EDITABLE_STATUSES
+
+
+class UnitCampaignSettings(models.Model):
+    """A unit's rules for its campaigns: self-approval, its frequency cap, its banned words."""
+
+    unit = models.OneToOneField(
+        SenderUnit, on_delete=models.CASCADE, related_name="campaign_settings"
+    )
+    allow_self_approval = models.BooleanField(
+        default=False, help_text="An approver may approve a campaign they wrote themselves."
+    )
+    frequency_cap_mails = models.PositiveIntegerField(
+        default=0, help_text="At most this many DM mails per recipient (0: no cap)…"
+    )
+    frequency_cap_days = models.PositiveIntegerField(default=7, help_text="…per this many days.")
+    banned_words = models.TextField(
+        blank=True,
+        default="\n".join(DEFAULT_BANNED_WORDS),
+        help_text="One word or phrase per line; matched without regard to case.",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "unit campaign settings"
+
+    def __str__(self) -> str:
+        return f"campaign settings of {self.unit}"
+
+    @property
+    def banned_word_list(self) -> list[str]:
+        return [w.strip() for w in self.banned_words.splitlines() if w.strip()]
+
+
+class DeliveryStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SKIPPED = "skipped", "Skipped"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    DEFERRED = "deferred", "Deferred"
+    IN_DOUBT = "in_doubt", "In doubt"
+
+
+class SkipReason(models.TextChoices):
+    """Why a member of a campaign's lists does not get the mail (audience preview, deliveries)."""
+
+    NO_CONSENT = "no_consent", "No consent"
+    WITHDRAWN = "withdrawn", "Withdrawn"
+    SUPPRESSED = "suppressed", "Suppressed"
+    BOUNCED = "bounced", "Bounced"
+    COMPLAINED = "complained", "Complained"
+    ERASED = "erased", "Erased"
+    OTHER_AUDIENCE = "other_audience", "Not of the campaign's audience"
+    UNIT_CAP = "unit_cap", "Unit frequency cap"
+    INSTITUTION_CAP = "institution_cap", "Institution frequency cap"
+    DUPLICATE = "duplicate", "Duplicate address across lists"
+    WITHDRAWN_DURING_SENDING = "withdrawn_sending", "Withdrawn during sending"
+    CANCELLED = "cancelled", "Campaign cancelled"
+
+
+class Delivery(models.Model):
+    """One (campaign, recipient) row: the ledger of what was, or was not, sent and why (I4, I7).
+
+    Written by dispatch (campaigns.dispatch): the snapshot makes it `queued` or `skipped`; a batch
+    claims it (`sending`, with a lease); the send makes it `sent`, `deferred` (retried later) or
+    `failed`; a lease that runs out makes it `in_doubt` (never re-sent without a person's say).
+    The frequency caps count the `sent` rows of the last days.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="deliveries")
+    unit = models.ForeignKey(SenderUnit, on_delete=models.PROTECT, related_name="+")
+    recipient = models.ForeignKey(
+        "recipients.Recipient", on_delete=models.PROTECT, related_name="deliveries"
+    )
+    email_hash = models.CharField(
+        max_length=64, help_text="Keyed hash of the address: the institution-wide cap counts it."
+    )
+    status = models.CharField(max_length=10, choices=DeliveryStatus.choices)
+    reason = models.CharField(max_length=20, choices=SkipReason.choices, blank=True)
+    message_id = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="How many times a batch claimed it for sending."
+    )
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="While sending: after this the worker is taken for dead."
+    )
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text="While deferred: not claimed again before this."
+    )
+    reply = models.TextField(blank=True, help_text="The server's last answer (failed, deferred).")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(
+        null=True, blank=True, help_text="When it became sent, failed, skipped or in doubt."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = UnitScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "recipient"], name="one_delivery_per_campaign_recipient"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["recipient", "sent_at"],
+                condition=Q(status="sent"),
+                name="delivery_sent_by_recipient",
+            ),
+            models.Index(
+                fields=["email_hash", "sent_at"],
+                condition=Q(status="sent"),
+                name="delivery_sent_by_address",
+            ),
+            # What batches claim: the queued and deferred rows of a campaign, in id order.
+            models.Index(
+                fields=["campaign", "id"],
+                condition=Q(status__in=["queued", "deferred"]),
+                name="delivery_claimable",
+            ),
+            # What recovery looks at: rows being sent, by lease.
+            models.Index(
+                fields=["lease_until"], condition=Q(status="sending"), name="delivery_leased"
+            ),
+            models.Index(fields=["campaign", "status"], name="delivery_campaign_status"),
+        ]
+        verbose_name_plural = "deliveries"
+
+    def __str__(self) -> str:
+        return f"campaign {self.campaign_id} to recipient {self.recipient_id}: {self.status}"

@@ -1,0 +1,492 @@
+"""The rendering pipeline of a campaign: compile each template once, inline CSS once, derive the
+text part once; then per recipient only render.
+
+CSS is inlined (css-inline) into the template *source*, with every Jinja construct protected by a
+marker the HTML parser keeps in place (a comment in content, a plain word in attribute values),
+so a campaign pays for inlining once, not once per recipient. The same trick turns the HTML into
+a text *template* (inscriptis), so the text part costs one more render, not an HTML parse.
+
+Inlining once is only right when the result cannot depend on the recipient. We fall back to the
+slow path (render, then inline or convert, per recipient) when a construct sits where selectors
+or styles could change (inside `<style>`, in `class`, `id` or `style`, between attributes), when
+a block (`{% if %}`, `{% for %}`…) opens or closes HTML elements unevenly, when a marker does not
+come back exactly once and in order, or when the fast and slow paths disagree for the sample
+recipient. `CompiledMail.inlined_once` and `text_derived_once` say which path a campaign takes.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import css_inline
+from inscriptis import get_text
+from inscriptis.model.config import ParserConfig
+from jinja2 import Template
+
+from campaigns.sandbox import RenderError, compile_template, render
+
+CONTENT_SLOT = re.compile(r"\{\{-?\s*content\s*-?\}\}")
+_CONSTRUCT = re.compile(
+    r"""
+      \{%-?\s*raw\s*-?%\}.*?\{%-?\s*endraw\s*-?%\}
+    | \{\{(?:[^}'"]|'[^']*'|"[^"]*"|\}(?!\}))*\}\}
+    | \{%(?:[^%'"]|'[^']*'|"[^"]*"|%(?!\}))*%\}
+    | \{\#.*?\#\}
+    """,
+    re.S | re.X,
+)
+_KEYWORD = re.compile(r"\{%-?\+?\s*(\w+)")
+_OPENERS = {"if", "for", "macro", "call", "filter", "block", "with", "set", "autoescape"}
+_MIDDLES = {"elif", "else"}
+_VOID = {
+    "area",
+    "base",
+    "br",
+    "col",
+    "embed",
+    "hr",
+    "img",
+    "input",
+    "link",
+    "meta",
+    "param",
+    "source",
+    "track",
+    "wbr",
+}
+_RAWTEXT = {"style", "script", "title", "textarea"}
+_DYNAMIC_ATTRIBUTES = {"class", "id", "style"}
+_JINJA_OPENING = re.compile(r"\{[{%#]")
+_TEXT_LINK = re.compile(r"\[([^\]\n]*)\]\(([^)\s]+)\)")
+_TEXT_CONFIG = ParserConfig(display_links=True, display_images=False)
+_INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+def html_to_text(html: str) -> str:
+    """The plain-text part of an HTML mail: layout-aware text, links as `text (url)`."""
+    text = get_text(html, _TEXT_CONFIG)
+
+    def link(match: re.Match) -> str:
+        label, url = match.group(1).strip(), match.group(2)
+        return url if not label or label == url else f"{label} ({url})"
+
+    text = _TEXT_LINK.sub(link, text)
+    lines = [line.strip() for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
+
+
+def inline_css(html: str) -> str:
+    """Move the `<style>` rules into `style` attributes (media queries stay in `<style>`)."""
+    return _INLINER.inline(html)
+
+
+def combine(body: str, layout: str | None) -> str:
+    """The body placed in the layout's `{{ content }}` (one template: rendered in one pass)."""
+    if not layout:
+        return body
+    match = CONTENT_SLOT.search(layout)
+    if match is None:
+        raise RenderError("the layout has no {{ content }} where the body goes", part="layout")
+    return layout[: match.start()] + body + layout[match.end() :]
+
+
+@dataclass
+class _Construct:
+    source: str
+    where: str  # data | attr | rcdata | tag | style | comment
+
+
+@dataclass
+class _Scan:
+    pieces: list[str | int]  # literal text and indexes of constructs, in order
+    constructs: list[_Construct]
+    dynamic: str | None  # why the inline result could depend on the recipient
+
+
+def _scan(source: str) -> _Scan:
+    """Split a template into literal HTML and Jinja constructs, noting where each construct
+    stands in the HTML and whether the blocks keep the elements balanced."""
+    pieces: list[str | int] = []
+    constructs: list[_Construct] = []
+    dynamic: str | None = None
+    state = "data"  # data | tag | comment | raw
+    tag = ""
+    closing = False
+    quote = ""
+    attr = ""
+    value_attr = ""
+    raw_tag = ""
+    stack: list[str] = []
+    regions: list[int] = []
+
+    def unbalanced(reason: str) -> None:
+        nonlocal dynamic
+        dynamic = dynamic or reason
+
+    def end_tag() -> None:
+        nonlocal state, raw_tag
+        name = tag.lower()
+        if closing:
+            if name in stack:
+                while stack:
+                    top = stack.pop()
+                    if regions and len(stack) < regions[-1]:
+                        unbalanced("a template block closes an element it did not open")
+                    if top == name:
+                        break
+        elif name and name not in _VOID and not tag_self_closed:
+            if name in _RAWTEXT:
+                state, raw_tag = "raw", name
+                return
+            stack.append(name)
+        state = "data"
+
+    position = 0
+    tag_self_closed = False
+    for match in _CONSTRUCT.finditer(source):
+        literal = source[position : match.start()]
+        i = 0
+        while i < len(literal):
+            ch = literal[i]
+            if state == "data":
+                if literal.startswith("<!--", i):
+                    state, i = "comment", i + 4
+                    continue
+                if (
+                    ch == "<"
+                    and i + 1 < len(literal)
+                    and (literal[i + 1].isalpha() or literal[i + 1] == "/")
+                ):
+                    closing = literal[i + 1] == "/"
+                    j = i + (2 if closing else 1)
+                    k = j
+                    while k < len(literal) and (literal[k].isalnum() or literal[k] in "-:"):
+                        k += 1
+                    tag, state, quote, attr, value_attr = literal[j:k], "tag", "", "", ""
+                    tag_self_closed = False
+                    i = k
+                    continue
+            elif state == "comment":
+                if literal.startswith("-->", i):
+                    state, i = "data", i + 3
+                    continue
+            elif state == "raw":
+                if literal[i:].lower().startswith(f"</{raw_tag}"):
+                    state = "data"
+                    continue
+            elif state == "tag":
+                if quote:
+                    if ch == quote:
+                        quote, value_attr = "", ""
+                elif ch in "\"'":
+                    quote, value_attr = ch, attr
+                elif ch == ">":
+                    tag_self_closed = i > 0 and literal[i - 1] == "/"
+                    end_tag()
+                elif ch == "=" or ch.isspace():
+                    pass
+                else:
+                    k = i
+                    while k < len(literal) and not (literal[k].isspace() or literal[k] in "=>/\"'"):
+                        k += 1
+                    if k > i:
+                        attr = literal[i:k].lower()
+                        i = k
+                        continue
+            i += 1
+        pieces.append(literal)
+        text = match.group(0)
+        if state == "tag":
+            where = "attr" if quote else "tag"
+            if not quote:
+                unbalanced("a template tag stands between HTML attributes")
+            elif value_attr in _DYNAMIC_ATTRIBUTES:
+                unbalanced(f"a template tag is in a {value_attr} attribute")
+        elif state == "raw":
+            where = "style" if raw_tag == "style" else "rcdata"
+            if raw_tag == "style":
+                unbalanced("a template tag is inside <style>")
+        elif state == "comment":
+            where = "comment"
+        else:
+            where = "data"
+        if text.startswith("{%") and where in {"data", "attr", "rcdata", "comment"}:
+            keyword = (_KEYWORD.match(text) or [None, ""])[1]
+            is_block_set = keyword == "set" and "=" not in text
+            if where == "data":
+                if keyword in _OPENERS and (keyword != "set" or is_block_set):
+                    regions.append(len(stack))
+                elif regions and (keyword in _MIDDLES or keyword.startswith("end")):
+                    closes = keyword.startswith("end") and keyword != "endraw"
+                    depth = regions.pop() if closes else regions[-1]
+                    if len(stack) != depth:
+                        unbalanced("a template block leaves an element open")
+        if "|safe" in text.replace(" ", "") and text.startswith("{{"):
+            unbalanced("a value is marked safe and may carry HTML")
+        constructs.append(_Construct(text, where))
+        pieces.append(len(constructs) - 1)
+        position = match.end()
+    pieces.append(source[position:])
+    return _Scan(pieces, constructs, dynamic)
+
+
+def _marker(index: int) -> str:
+    return f"mlmj{index}x"
+
+
+def _restore(output: str, scan: _Scan, *, every: bool = False) -> str | None:
+    """Put the constructs back for their markers; None if a marker was lost, doubled, moved.
+
+    Markers of `{{ … }}` may be lost (text drops attributes) unless `every` is set."""
+    found = list(re.finditer(r"<!--mlmj(\d+)x-->|mlmj(\d+)x", output, re.I))
+    indexes = [int(m.group(1) or m.group(2)) for m in found]
+    blocks = [i for i, c in enumerate(scan.constructs) if every or not c.source.startswith("{{")]
+    seen_blocks = [i for i in indexes if i in set(blocks)]
+    if seen_blocks != blocks or indexes != sorted(indexes) or len(set(indexes)) != len(indexes):
+        return None
+    parts = []
+    position = 0
+    for match, index in zip(found, indexes, strict=True):
+        literal = output[position : match.start()]
+        if _JINJA_OPENING.search(literal):
+            return None  # an entity decoded into something Jinja would read
+        parts.append(literal)
+        parts.append(scan.constructs[index].source)
+        position = match.end()
+    if _JINJA_OPENING.search(output[position:]):
+        return None
+    parts.append(output[position:])
+    return "".join(parts)
+
+
+def _protected(scan: _Scan, *, comments: bool) -> str:
+    out = []
+    for piece in scan.pieces:
+        if isinstance(piece, str):
+            out.append(piece)
+        elif comments and scan.constructs[piece].where in {"data", "comment"}:
+            marker = _marker(piece)
+            out.append(f"<!--{marker}-->" if scan.constructs[piece].where == "data" else marker)
+        else:
+            out.append(_marker(piece))
+    return "".join(out)
+
+
+def _same_html(a: str, b: str) -> bool:
+    from lxml import html as lxml_html
+
+    def norm(s: str) -> bytes:
+        return lxml_html.tostring(lxml_html.document_fromstring(s), method="html")
+
+    try:
+        return norm(a) == norm(b)
+    except Exception:
+        return False
+
+
+def _same_text(a: str, b: str) -> bool:
+    return a.split() == b.split()
+
+
+@dataclass
+class MailParts:
+    subject: str
+    html: str
+    text: str
+
+
+class CompiledMail:
+    """A campaign's subject, HTML (body in layout) and text, compiled once, rendered per
+    recipient. `strict` renders undefined names as errors (content checks), otherwise as empty
+    (sending). `sample` is one recipient's variables: the fast paths are verified on it.
+
+    The fast path renders all three parts with one template (subject and text in
+    `{% autoescape false %}` blocks, split by a random separator): one context per recipient
+    instead of three. The parts compiled on their own stay for the slow path and for errors.
+    """
+
+    def __init__(
+        self,
+        *,
+        subject: str,
+        html_body: str,
+        layout: str | None = None,
+        text_body: str = "",
+        strict: bool,
+        sample: dict[str, Any],
+        constants: dict[str, Any] | None = None,
+    ) -> None:
+        self.strict = strict
+        fold = {"constants": constants}
+        self.subject_template = compile_template(
+            subject, html=False, strict=strict, part="subject", **fold
+        )
+        compile_template(html_body, html=True, strict=strict, part="body")
+        if layout:
+            compile_template(CONTENT_SLOT.sub("", layout), html=True, strict=strict, part="layout")
+        combined = combine(html_body, layout)
+        slot = CONTENT_SLOT.search(layout) if layout else None
+        self._layout_lines = layout[: slot.start()].count("\n") if slot else 0
+        self._body_lines = html_body.count("\n")
+        self.plain_template = compile_template(
+            combined, html=True, strict=strict, part="body", **fold
+        )
+        scan = _scan(combined)
+        self.dynamic_reason = scan.dynamic
+        html_source = combined
+        self.inlined_once = False
+        if scan.dynamic is None:
+            restored = _restore(inline_css(_protected(scan, comments=True)), scan, every=True)
+            if restored is None:
+                self.dynamic_reason = "the HTML parser moved a template tag"
+            else:
+                html_source, self.inlined_once = restored, True
+        self.text_template: Template | None = None
+        self.text_written = bool(text_body.strip())
+        text_source = None
+        if self.text_written:
+            text_source = text_body
+            self.text_template = compile_template(
+                text_body, html=False, strict=strict, part="text", **fold
+            )
+        else:
+            text_source = _restore(html_to_text(_protected(scan, comments=False)), scan)
+        self.text_derived_once = False
+        if text_source is not None and not self.text_written:
+            try:
+                self.text_template = compile_template(
+                    text_source, html=False, strict=strict, **fold
+                )
+                self.text_derived_once = True
+            except RenderError:
+                text_source = None
+        self.html_template: Template = self.plain_template
+        if self.inlined_once:
+            self.html_template = compile_template(html_source, html=True, strict=strict, **fold)
+        self._separator = f"\x1e{uuid.uuid4().hex}\x1e"
+        self.one_template: Template | None = None
+        if self.inlined_once and text_source is not None:
+            try:
+                self.one_template = compile_template(
+                    "{% autoescape false %}"
+                    + subject
+                    + "{% endautoescape %}"
+                    + self._separator
+                    + html_source
+                    + self._separator
+                    + "{% autoescape false %}"
+                    + text_source
+                    + "{% endautoescape %}",
+                    html=True,
+                    strict=strict,
+                    **fold,
+                )
+            except RenderError:
+                self.one_template = None
+        self._verify(sample)
+
+    def _verify(self, sample: dict[str, Any]) -> None:
+        """Check the fast paths against the slow ones for the sample; fall back if they differ."""
+        try:
+            slow_html = inline_css(render(self.plain_template, sample, part="body"))
+            slow_subject = self._subject(render(self.subject_template, sample, part="subject"))
+        except RenderError as error:
+            if self.strict:
+                raise self._located(error) from None
+            self.one_template = None
+            return
+        if self.inlined_once:
+            fast = self._try(self.html_template, sample)
+            if fast is None or not _same_html(fast, slow_html):
+                self.html_template, self.inlined_once = self.plain_template, False
+                self.dynamic_reason = "the once-inlined HTML differs from the per-recipient one"
+                self.one_template = None
+        if self.text_derived_once:
+            fast_text = self._try(self.text_template, sample)
+            if fast_text is None or not _same_text(fast_text, html_to_text(slow_html)):
+                self.text_template, self.text_derived_once = None, False
+                self.one_template = None
+        if self.one_template is not None:
+            parts = self._render_one(sample)
+            if (
+                parts is None
+                or parts.subject != slow_subject
+                or not _same_html(parts.html, slow_html)
+                or parts.text != render(self.text_template, sample)
+            ):
+                self.one_template = None
+
+    @staticmethod
+    def _try(template: Template, variables: dict[str, Any]) -> str | None:
+        try:
+            return render(template, variables)
+        except RenderError:
+            return None
+
+    def _render_one(self, variables: dict[str, Any]) -> MailParts | None:
+        output = self._try(self.one_template, variables)
+        if output is None:
+            return None
+        # find/rfind rather than split: the subject is short and the text comes last, so both
+        # searches stop early (str.split would scan the whole mail, a tenth of the render).
+        separator = self._separator
+        first, last = output.find(separator), output.rfind(separator)
+        if first < 0 or first == last:
+            return None
+        return MailParts(
+            subject=self._subject(output[:first]),
+            html=output[first + len(separator) : last],
+            text=output[last + len(separator) :],
+        )
+
+    def _located(self, error: RenderError) -> RenderError:
+        """Name the part (layout or body) and its own line for an error in the combined HTML."""
+        if error.part != "body" or not error.lineno or not self._layout_lines:
+            return error
+        line = error.lineno - 1  # 0-based in the combined source
+        if line < self._layout_lines:
+            return type(error)(error.detail, part="layout", lineno=line + 1)
+        if line <= self._layout_lines + self._body_lines:
+            return type(error)(error.detail, part="body", lineno=line - self._layout_lines + 1)
+        return type(error)(error.detail, part="layout", lineno=line - self._body_lines + 1)
+
+    @staticmethod
+    def _subject(text: str) -> str:
+        # One line: a newline in recipient data must not start a new header.
+        return " ".join(text.split())
+
+    def render_subject(self, variables: dict[str, Any]) -> str:
+        return self._subject(render(self.subject_template, variables, part="subject"))
+
+    def render_html(self, variables: dict[str, Any]) -> str:
+        if self.inlined_once:
+            html = self._try(self.html_template, variables)
+            if html is not None:
+                return html
+        try:  # the slow path, or the error with the line of the source as written
+            html = render(self.plain_template, variables, part="body")
+        except RenderError as error:
+            raise self._located(error) from None
+        return inline_css(html)
+
+    def render_text(self, variables: dict[str, Any], html: str) -> str:
+        if self.text_template is None:
+            return html_to_text(html)
+        part = "text" if self.text_written else "text part"
+        return render(self.text_template, variables, part=part)
+
+    def render(self, variables: dict[str, Any]) -> MailParts:
+        """One recipient's subject, HTML and text (raises RenderError naming part and line)."""
+        if self.one_template is not None:
+            parts = self._render_one(variables)
+            if parts is not None:
+                return parts
+        html = self.render_html(variables)
+        return MailParts(
+            subject=self.render_subject(variables),
+            html=html,
+            text=self.render_text(variables, html),
+        )

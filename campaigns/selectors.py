@@ -1,0 +1,207 @@
+"""Reads with rules: a campaign's audience (who would get it and who not, and why), the
+frequency caps, the sample and preview recipients, the campaign list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    Exists,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from campaigns.models import (
+    Campaign,
+    Delivery,
+    DeliveryStatus,
+    SkipReason,
+    UnitCampaignSettings,
+)
+from consent.models import Subscription, SubscriptionState, Suppression
+from consent.selectors import sendable
+from mlm.models import SenderUnit
+from recipients.models import Category, ListMembership, Recipient, RecipientStatus
+
+
+def unit_settings(unit: SenderUnit) -> UnitCampaignSettings:
+    """The unit's campaign settings (defaults until an administrator changes them)."""
+    found = UnitCampaignSettings.objects.filter(unit=unit).first()
+    return found if found is not None else UnitCampaignSettings(unit=unit)
+
+
+def campaign_list(unit: SenderUnit) -> QuerySet[Campaign]:
+    """The unit's campaigns with what the list page shows, sent count from the deliveries."""
+    return (
+        Campaign.objects.for_unit(unit)
+        .select_related("dm_type", "created_by")
+        .annotate(
+            sent=Count("deliveries", filter=Q(deliveries__status=DeliveryStatus.SENT)),
+        )
+    )
+
+
+def campaign_members(campaign: Campaign) -> QuerySet[Recipient]:
+    """Distinct recipients on the campaign's lists (whatever their consent)."""
+    on_lists = ListMembership.objects.filter(
+        recipient_list__campaigns=campaign, recipient=OuterRef("pk")
+    )
+    return Recipient.objects.filter(unit_id=campaign.unit_id).filter(Exists(on_lists))
+
+
+def sample_recipient(campaign: Campaign) -> Recipient | None:
+    """The recipient the checks render for: the first active member of the lists, if any."""
+    return (
+        campaign_members(campaign).filter(status=RecipientStatus.ACTIVE).order_by("email").first()
+    )
+
+
+def preview_recipients(campaign: Campaign, query: str = "", limit: int = 20) -> list[Recipient]:
+    """Members of the campaign's lists whose address contains `query` (the preview search)."""
+    members = campaign_members(campaign).exclude(status=RecipientStatus.ERASED)
+    if query:
+        members = members.filter(email__icontains=query.strip())
+    return list(members.order_by("email")[:limit])
+
+
+@dataclass(frozen=True)
+class FrequencyCap:
+    mails: int
+    days: int
+    scope: str  # "unit" or "institution"
+
+    @property
+    def since(self):
+        return timezone.now() - timedelta(days=self.days)
+
+    def __str__(self) -> str:
+        return f"at most {self.mails} DM mail{'s' if self.mails != 1 else ''} per {self.days} days"
+
+
+def frequency_caps(unit: SenderUnit) -> list[FrequencyCap]:
+    """The caps in force: the unit's own and the institution's (each off when 0)."""
+    caps = []
+    own = unit_settings(unit)
+    if own.frequency_cap_mails and own.frequency_cap_days:
+        caps.append(FrequencyCap(own.frequency_cap_mails, own.frequency_cap_days, "unit"))
+    mails = settings.MLM_FREQUENCY_CAP_MAILS
+    days = settings.MLM_FREQUENCY_CAP_DAYS
+    if mails and days:
+        caps.append(FrequencyCap(mails, days, "institution"))
+    return caps
+
+
+def over_cap(queryset: QuerySet[Recipient], cap: FrequencyCap) -> QuerySet[Recipient]:
+    """Recipients of `queryset` who already got `cap.mails` DM mails in the cap's window: from
+    this unit (unit cap, by recipient) or from any unit to the same address (institution)."""
+    sent = Delivery.objects.filter(status=DeliveryStatus.SENT, sent_at__gte=cap.since)
+    if cap.scope == "unit":
+        sent = sent.filter(recipient=OuterRef("pk"))
+    else:
+        sent = sent.filter(email_hash=OuterRef("email_hash"))
+    count = sent.order_by().values("email_hash").annotate(n=Count("id")).values("n")[:1]
+    return queryset.annotate(
+        recent=Coalesce(Subquery(count, output_field=IntegerField()), 0)
+    ).filter(recent__gte=cap.mails)
+
+
+@dataclass
+class AudienceSummary:
+    """Who a campaign would reach now, and why the others would be skipped."""
+
+    list_entries: int = 0
+    recipients: int = 0
+    duplicates: int = 0
+    sendable: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    caps: list[tuple[FrequencyCap, int]] = field(default_factory=list)
+
+    @property
+    def skipped_rows(self) -> list[tuple[str, int]]:
+        labels = dict(SkipReason.choices)
+        return [(labels[k], n) for k, n in self.skipped.items() if n]
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
+
+
+def audience_summary(campaign: Campaign) -> AudienceSummary:
+    """Sendable and skipped-by-reason counts for the campaign's lists, now.
+
+    Who is sendable comes from `consent.selectors.sendable` (I1), never from a rule of our own;
+    the reasons only sort the others for people to read. Frequency caps then skip some of the
+    sendable ones; a recipient on several lists is counted once (the rest are duplicates).
+    """
+    summary = AudienceSummary()
+    summary.list_entries = ListMembership.objects.filter(recipient_list__campaigns=campaign).count()
+    members = campaign_members(campaign)
+    summary.recipients = members.count()
+    summary.duplicates = summary.list_entries - summary.recipients
+    if not summary.recipients:
+        return summary
+    allowed = sendable(unit=campaign.unit, dm_type=campaign.dm_type, audience=campaign.audience)
+    allowed_ids = allowed.values("pk")
+    suppressed = Suppression.objects.filter(
+        Q(unit_id=campaign.unit_id) | Q(unit__isnull=True), email_hash=OuterRef("email_hash")
+    )
+    withdrawn = Subscription.objects.filter(
+        Q(dm_type=campaign.dm_type) | Q(dm_type__isnull=True),
+        recipient=OuterRef("pk"),
+        state=SubscriptionState.WITHDRAWN,
+    )
+    reasons = (
+        members.exclude(pk__in=allowed_ids)
+        .annotate(
+            reason=Case(
+                When(status=RecipientStatus.BOUNCED, then=Value(SkipReason.BOUNCED)),
+                When(status=RecipientStatus.COMPLAINED, then=Value(SkipReason.COMPLAINED)),
+                When(status=RecipientStatus.ERASED, then=Value(SkipReason.ERASED)),
+                When(
+                    ~Q(category__in=Category.of_audience(campaign.audience)),
+                    then=Value(SkipReason.OTHER_AUDIENCE),
+                ),
+                When(Exists(suppressed), then=Value(SkipReason.SUPPRESSED)),
+                When(Exists(withdrawn), then=Value(SkipReason.WITHDRAWN)),
+                default=Value(SkipReason.NO_CONSENT),
+                output_field=CharField(),
+            )
+        )
+        .order_by()
+        .values("reason")
+        .annotate(n=Count("pk"))
+    )
+    summary.skipped = {row["reason"]: row["n"] for row in reasons}
+    reachable = members.filter(pk__in=allowed_ids)
+    capped = Recipient.objects.none()
+    for cap in frequency_caps(campaign.unit):
+        over = over_cap(reachable, cap)
+        summary.caps.append((cap, over.count()))
+        capped = capped | Recipient.objects.filter(pk__in=over.values("pk"))
+    capped_ids = set(capped.values_list("pk", flat=True)) if summary.caps else set()
+    for cap, count in summary.caps:
+        reason = SkipReason.UNIT_CAP if cap.scope == "unit" else SkipReason.INSTITUTION_CAP
+        summary.skipped[reason] = count
+    summary.sendable = reachable.count() - len(capped_ids)
+    if summary.duplicates:
+        summary.skipped[SkipReason.DUPLICATE] = summary.duplicates
+    return summary
+
+
+def campaigns_due(now=None) -> QuerySet[Campaign]:
+    """Scheduled campaigns whose time has come (the beat task of dispatch starts them)."""
+    return Campaign.objects.filter(
+        status="scheduled", scheduled_at__lte=now or timezone.now()
+    ).order_by("scheduled_at")

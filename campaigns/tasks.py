@@ -1,0 +1,114 @@
+"""Celery entry points of campaigns: test mails, and dispatch's batches, starts and recovery.
+
+Tasks take ids (JSON), call one service, and classify errors: a lost database or broker is
+transient (retried with backoff); everything about a single mail is decided inside the service
+and recorded on its delivery row, never retried blindly here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import InterfaceError, OperationalError
+
+from campaigns import dispatch
+from campaigns.mail import CampaignMailer
+from campaigns.models import Campaign
+from campaigns.sandbox import RenderError
+from recipients.models import Recipient
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="campaigns.tasks.send_campaign_test")
+def send_campaign_test(campaign_id: int, user_id: int, recipient_code: str | None = None) -> None:
+    """Send a campaign's [TEST] mail to an editor's own address (no delivery row, not counted)."""
+    campaign = (
+        Campaign.objects.select_related("unit", "dm_type", "identity", "layout")
+        .filter(pk=campaign_id)
+        .first()
+    )
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if campaign is None or user is None or not user.email:
+        log.warning("campaign test not sent: campaign %s or user %s gone", campaign_id, user_id)
+        return
+    recipient = None
+    if recipient_code:
+        recipient = Recipient.objects.for_unit(campaign.unit).filter(code=recipient_code).first()
+    try:
+        mail = CampaignMailer(campaign).build_test(to=user.email, recipient=recipient)
+    except RenderError as error:  # permanent: the template is wrong, retrying will not help
+        log.warning("campaign test of %s not sent: %s", campaign.code, error)
+        return
+    mail.message.send()
+    log.info("campaign test of %s sent to %s", campaign.code, user.email)
+
+
+# Dispatch ----------------------------------------------------------------------------------------
+
+# PostgreSQL or Redis gone for a moment (a restart): retry with exponential backoff, never give up
+# for good while the campaign still has rows (beat's recovery would kick it again anyway).
+_TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
+_RETRY = {
+    "autoretry_for": _TRANSIENT,
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 30,
+}
+
+
+@shared_task(
+    name="campaigns.tasks.send_batch",
+    bind=True,
+    time_limit=max(settings.MLM_DISPATCH_LEASE_SECONDS - 10, 5),
+    soft_time_limit=max(settings.MLM_DISPATCH_LEASE_SECONDS - 20, 4),
+    **_RETRY,
+)
+def send_batch(self, campaign_id: int) -> dict:
+    """Claim and send one batch of the campaign, then queue the next one (or come back when
+    deferred rows are due). Delivered twice, it claims other rows or none: nothing goes twice."""
+    result = dispatch.batch_send(campaign_id=campaign_id)
+    if result.claimed:
+        send_batch.delay(campaign_id)
+        log.info(
+            "campaign %s batch: %s sent, %s skipped, %s deferred, %s failed%s",
+            campaign_id,
+            result.sent,
+            result.skipped,
+            result.deferred,
+            result.failed,
+            f" ({'; '.join(result.errors)})" if result.errors else "",
+        )
+    elif result.retry_in is not None:
+        send_batch.apply_async((campaign_id,), countdown=result.retry_in)
+    return {"claimed": result.claimed, "sent": result.sent, "finished": result.finished}
+
+
+@shared_task(name="campaigns.tasks.start_campaign", **_RETRY)
+def start_campaign(campaign_id: int) -> None:
+    """Start a campaign sent "now": the snapshot and the first batches."""
+    from campaigns.services import TransitionError
+
+    campaign = Campaign.objects.select_related("unit", "dm_type").filter(pk=campaign_id).first()
+    if campaign is None:
+        return
+    try:
+        dispatch.campaign_start(campaign=campaign, by=None)
+    except TransitionError as error:  # cancelled or reopened meanwhile, or already started
+        log.info("campaign %s not started: %s", campaign.code, error)
+
+
+@shared_task(name="campaigns.tasks.start_due_campaigns", **_RETRY)
+def start_due_campaigns() -> list[int]:
+    """Beat: start scheduled campaigns whose time has come (or passed while we were down)."""
+    return dispatch.campaigns_start_due()
+
+
+@shared_task(name="campaigns.tasks.recover_deliveries", **_RETRY)
+def recover_deliveries() -> int:
+    """Beat: rows whose lease ran out become in doubt; stalled campaigns get batches again."""
+    return dispatch.deliveries_recover()

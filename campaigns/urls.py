@@ -1,0 +1,42 @@
+"""Campaign pages of a unit (included under /units/<slug>/campaigns/)."""
+
+from django.urls import path
+
+from campaigns import views
+
+urlpatterns = [
+    path("", views.campaign_list, name="campaigns"),
+    path("new/", views.campaign_create, name="campaign_create"),
+    path("live-preview/", views.live_preview, name="campaign_live_preview"),
+    path("live-preview/html/", views.live_preview_html, name="campaign_live_preview_html"),
+    path("layouts/", views.layout_list, name="layouts"),
+    path("layouts/new/", views.layout_create, name="layout_create"),
+    path("layouts/<uuid:layout_code>/", views.layout_edit, name="layout_edit"),
+    path("settings/", views.unit_settings, name="campaign_settings"),
+    path("<uuid:campaign_code>/", views.campaign_detail, name="campaign_detail"),
+    path("<uuid:campaign_code>/edit/", views.campaign_edit, name="campaign_edit"),
+    path("<uuid:campaign_code>/submit/", views.campaign_submit, name="campaign_submit"),
+    path("<uuid:campaign_code>/review/", views.campaign_review, name="campaign_review"),
+    path("<uuid:campaign_code>/schedule/", views.campaign_schedule, name="campaign_schedule"),
+    path("<uuid:campaign_code>/cancel/", views.campaign_cancel, name="campaign_cancel"),
+    path(
+        "<uuid:campaign_code>/acknowledge/",
+        views.campaign_acknowledge,
+        name="campaign_acknowledge",
+    ),
+    path("<uuid:campaign_code>/preview/", views.campaign_preview, name="campaign_preview"),
+    path(
+        "<uuid:campaign_code>/preview/html/",
+        views.campaign_preview_html,
+        name="campaign_preview_html",
+    ),
+    path("<uuid:campaign_code>/test/", views.campaign_test, name="campaign_test"),
+    path("<uuid:campaign_code>/progress/", views.campaign_progress, name="campaign_progress"),
+    path("<uuid:campaign_code>/pause/", views.campaign_pause, name="campaign_pause"),
+    path("<uuid:campaign_code>/resume/", views.campaign_resume, name="campaign_resume"),
+    path(
+        "<uuid:campaign_code>/send-in-doubt/",
+        views.campaign_send_in_doubt,
+        name="campaign_send_in_doubt",
+    ),
+]
