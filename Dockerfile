@@ -12,8 +12,11 @@ COPY campaigns ./campaigns
 RUN pip install --no-cache-dir .
 
 COPY . .
-RUN SECRET_KEY=build-only DEBUG=0 python manage.py collectstatic --noinput \
-    && useradd --system --home /app mlm && mkdir -p /app/var && chown -R mlm /app/var
+# collectstatic needs settings that start; these build-time keys are thrown away with the layer.
+RUN SECRET_KEY=build-only MLM_ADDRESS_HASH_KEY=build-only \
+    MLM_DKIM_ENCRYPTION_KEY="$(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')" \
+    DEBUG=0 python manage.py collectstatic --noinput \
+    && useradd --system --home /app mlm && mkdir -p /app/var/media && chown -R mlm /app/var
 USER mlm
 
 EXPOSE 8000

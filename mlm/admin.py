@@ -1,9 +1,19 @@
-"""Django admin for operations staff: units, memberships, users and the read-only audit log."""
+"""Django admin for operations staff: units, memberships, users, the read-only audit log and
+the sending domains' DKIM keys."""
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.utils.html import format_html
 
-from mlm.models import AuditEntry, Heartbeat, Membership, OutboxMessage, SenderUnit
-from mlm.services import audit_record
+from mlm import dkim
+from mlm.models import AuditEntry, Heartbeat, Membership, OutboxMessage, SenderUnit, SendingDomain
+from mlm.services import (
+    audit_record,
+    sending_domain_activate,
+    sending_domain_create,
+    sending_domain_deactivate,
+    sending_domain_dns_record,
+)
 
 admin.site.site_header = "MLM operations"
 admin.site.site_title = "MLM operations"
@@ -109,3 +119,99 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
 @admin.register(Heartbeat)
 class HeartbeatAdmin(ReadOnlyAdmin):
     list_display = ["name", "seen_at"]
+
+
+class SendingDomainAddForm(forms.ModelForm):
+    """Domain and selector only: the key pair is generated, never typed in or shown."""
+
+    class Meta:
+        model = SendingDomain
+        fields = ["domain", "selector"]
+
+    def clean_domain(self) -> str:
+        return self.cleaned_data["domain"].strip().lower().rstrip(".")
+
+    def clean_selector(self) -> str:
+        return self.cleaned_data["selector"].strip().lower()
+
+    def _post_clean(self) -> None:
+        # Whether the new key signs at once is the service's decision, not a constraint error.
+        self.instance.active = False
+        super()._post_clean()
+
+
+@admin.register(SendingDomain)
+class SendingDomainAdmin(admin.ModelAdmin):
+    """Operations add a key (generated here), publish the TXT record shown, then activate it."""
+
+    list_display = ["domain", "selector", "active", "created_at", "dns_record_name"]
+    list_filter = ["active"]
+    search_fields = ["domain", "selector"]
+    actions = ["activate", "deactivate"]
+    shown = [
+        "domain",
+        "selector",
+        "active",
+        "created_at",
+        "dns_record_name",
+        "dns_record_value",
+        "zone_file",
+    ]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = SendingDomainAddForm
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_fields(self, request, obj=None) -> list[str]:
+        return ["domain", "selector"] if obj is None else self.shown
+
+    def get_readonly_fields(self, request, obj=None) -> list[str]:
+        return [] if obj is None else self.shown
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # a key that signed mail stays on record; deactivate it instead
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            return  # nothing here is edited by hand
+        created = sending_domain_create(domain=obj.domain, selector=obj.selector, by=request.user)
+        for field in SendingDomain._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(created, field.attname))
+        obj._state.adding = False
+        if not created.active:
+            self.message_user(
+                request,
+                f"{created.domain} already has an active key. Publish the record of "
+                f"{created} in DNS, then activate it.",
+                messages.WARNING,
+            )
+
+    @admin.display(description="DNS name (TXT)")
+    def dns_record_name(self, obj: SendingDomain) -> str:
+        return sending_domain_dns_record(obj)[0]
+
+    @admin.display(description="DNS value (TXT)")
+    def dns_record_value(self, obj: SendingDomain) -> str:
+        return format_html(
+            '<textarea readonly rows="4" cols="90">{}</textarea>', sending_domain_dns_record(obj)[1]
+        )
+
+    @admin.display(description="Zone file line")
+    def zone_file(self, obj: SendingDomain) -> str:
+        return format_html(
+            '<textarea readonly rows="5" cols="90">{}</textarea>',
+            dkim.zone_file_line(*sending_domain_dns_record(obj)),
+        )
+
+    @admin.action(description="Sign with the selected key (publish its record first)")
+    def activate(self, request, queryset) -> None:
+        for sending_domain in queryset:
+            sending_domain_activate(sending_domain=sending_domain, by=request.user)
+        self.message_user(request, f"{queryset.count()} key(s) now sign their domain's mail.")
+
+    @admin.action(description="Stop signing with the selected keys")
+    def deactivate(self, request, queryset) -> None:
+        for sending_domain in queryset:
+            sending_domain_deactivate(sending_domain=sending_domain, by=request.user)
+        self.message_user(request, f"{queryset.count()} key(s) no longer sign.")

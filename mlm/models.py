@@ -1,4 +1,5 @@
-"""Sender units (the tenants), memberships with roles, the audit log and the embedded outbox."""
+"""Sender units (the tenants), memberships with roles, the audit log, the embedded outbox and
+the sending domains with their DKIM keys."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from functools import cache
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 
 
@@ -167,3 +169,54 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return self.subject or "(no subject)"
+
+
+_DOMAIN_RE = r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,61}[a-z0-9]$"
+_SELECTOR_RE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+
+
+class SendingDomainQuerySet(models.QuerySet):
+    def active_for(self, domain: str) -> SendingDomain | None:
+        """The key that signs mail From `domain` now, if operations gave it one."""
+        return self.filter(domain=domain.strip().lower().rstrip("."), active=True).first()
+
+
+class SendingDomain(models.Model):
+    """A From domain we sign for on our own SMTP path: its DKIM selector and key pair.
+
+    A unit's From domain is looked up here by name; one key per domain is active at a time, so a
+    new key can be published in DNS before it is switched on. The private key is kept encrypted
+    (Fernet, MLM_DKIM_ENCRYPTION_KEY) and never shown.
+    """
+
+    domain = models.CharField(
+        max_length=253,
+        validators=[RegexValidator(_DOMAIN_RE, "A lower-case domain name, e.g. example.edu.")],
+    )
+    selector = models.CharField(
+        max_length=63,
+        validators=[RegexValidator(_SELECTOR_RE, "Letters, digits and hyphens, e.g. mlm2025.")],
+        help_text="The DKIM selector: the key is published at <selector>._domainkey.<domain>.",
+    )
+    private_key_encrypted = models.TextField(editable=False)
+    public_key = models.TextField(
+        editable=False, help_text="Base64 of the DER SubjectPublicKeyInfo: the p= of the record."
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = SendingDomainQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["domain", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["domain", "selector"], name="one_key_per_selector"),
+            models.UniqueConstraint(
+                fields=["domain"],
+                condition=models.Q(active=True),
+                name="one_active_key_per_domain",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain}"

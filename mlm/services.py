@@ -1,4 +1,5 @@
-"""What the core does: units, memberships, the audit log, heartbeats and the test mail."""
+"""What the core does: units, memberships, the audit log, heartbeats, the test mail and the
+sending domains' DKIM keys."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import models, transaction
 from django.utils import timezone
 
-from mlm.models import AuditEntry, Heartbeat, Membership, Role, SenderUnit
+from mlm import dkim
+from mlm.models import AuditEntry, Heartbeat, Membership, Role, SenderUnit, SendingDomain
 
 
 def audit_record(
@@ -99,3 +101,73 @@ def unit_send_test_mail(*, unit: SenderUnit, by: AbstractBaseUser) -> None:
 
     audit_record(unit=unit, actor=by, verb="mail.test", data={"to": by.email})
     transaction.on_commit(lambda: send_test_mail.delay(unit.pk, by.pk))
+
+
+@transaction.atomic
+def sending_domain_create(
+    *, domain: str, selector: str, by: AbstractBaseUser | None
+) -> SendingDomain:
+    """Give a From domain a new RSA-2048 DKIM key, encrypted at rest. It signs at once only if the
+    domain had no active key; a rotation publishes the new record first, then activates it."""
+    domain = domain.strip().lower().rstrip(".")
+    selector = selector.strip().lower()
+    private_pem, public_key = dkim.generate_key_pair()
+    sending_domain = SendingDomain(
+        domain=domain,
+        selector=selector,
+        private_key_encrypted=dkim.encrypt_private_key(private_pem),
+        public_key=public_key,
+        active=not SendingDomain.objects.filter(domain=domain, active=True).exists(),
+    )
+    sending_domain.full_clean()
+    sending_domain.save()
+    audit_record(
+        unit=None,
+        actor=by,
+        verb="sending_domain.create",
+        obj=sending_domain,
+        data={"domain": domain, "selector": selector, "active": sending_domain.active},
+    )
+    return sending_domain
+
+
+@transaction.atomic
+def sending_domain_activate(*, sending_domain: SendingDomain, by: AbstractBaseUser | None) -> None:
+    """Make this key the one that signs its domain's mail (the domain's other keys stop)."""
+    SendingDomain.objects.filter(domain=sending_domain.domain, active=True).exclude(
+        pk=sending_domain.pk
+    ).update(active=False)
+    SendingDomain.objects.filter(pk=sending_domain.pk).update(active=True)
+    sending_domain.active = True
+    audit_record(unit=None, actor=by, verb="sending_domain.activate", obj=sending_domain)
+
+
+@transaction.atomic
+def sending_domain_deactivate(
+    *, sending_domain: SendingDomain, by: AbstractBaseUser | None
+) -> None:
+    """Stop signing with this key (mail From its domain then goes out unsigned by us)."""
+    SendingDomain.objects.filter(pk=sending_domain.pk).update(active=False)
+    sending_domain.active = False
+    audit_record(unit=None, actor=by, verb="sending_domain.deactivate", obj=sending_domain)
+
+
+def sending_domain_dns_record(sending_domain: SendingDomain) -> tuple[str, str]:
+    """The TXT record operations publish for this key: (name, value)."""
+    return dkim.dns_record(
+        domain=sending_domain.domain,
+        selector=sending_domain.selector,
+        public_key=sending_domain.public_key,
+    )
+
+
+@transaction.atomic
+def sending_domains_reencrypt(*, by: AbstractBaseUser | None) -> int:
+    """Encrypt every stored DKIM key with the first MLM_DKIM_ENCRYPTION_KEY (after a rotation,
+    before the old key is dropped); returns how many keys were rewritten."""
+    rows = list(SendingDomain.objects.select_for_update().only("pk", "private_key_encrypted"))
+    for row in rows:
+        row.private_key_encrypted = dkim.reencrypt_private_key(row.private_key_encrypted)
+    SendingDomain.objects.bulk_update(rows, ["private_key_encrypted"])
+    audit_record(unit=None, actor=by, verb="sending_domain.reencrypt", data={"keys": len(rows)})
+    return len(rows)

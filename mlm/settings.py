@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,11 +26,11 @@ VAR_DIR = Path(
 DEBUG = env_bool("DEBUG", False, "Development mode. Never on in production.")
 
 
-def _local_development_key(path: Path) -> str:
-    """Make a development SECRET_KEY once and keep it in the var folder."""
+def _local_development_key(path: Path, make=lambda: secrets.token_urlsafe(50)) -> str:
+    """Make a development key once and keep it in the var folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
+        path.write_text(make())
         path.chmod(0o600)
     return path.read_text().strip()
 
@@ -61,6 +63,39 @@ if not MLM_ADDRESS_HASH_KEY:
             "set it once to a long random string and keep it for the life of the installation."
         )
     MLM_ADDRESS_HASH_KEY = _local_development_key(VAR_DIR / "address_hash_key")
+_dkim_keys = env_list(
+    "MLM_DKIM_ENCRYPTION_KEY",
+    [],
+    "Fernet key(s) that encrypt the DKIM private keys in the database, comma-separated: the "
+    "first encrypts, all decrypt (put a new key first to rotate). Make one with `python -c "
+    "'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`. "
+    "Required when DEBUG is off.",
+    production=True,
+)
+if not _dkim_keys:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "MLM_DKIM_ENCRYPTION_KEY is not set. With DEBUG off MLM refuses to start without one: "
+            "set it to a Fernet key (`python -c 'from cryptography.fernet import Fernet; "
+            "print(Fernet.generate_key().decode())'`) and keep it: without it the DKIM keys in "
+            "the database cannot be read."
+        )
+    _dkim_keys = [
+        _local_development_key(
+            VAR_DIR / "dkim_encryption_key",
+            lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        )
+    ]
+for _key in _dkim_keys:
+    try:
+        if len(base64.urlsafe_b64decode(_key.encode())) != 32:
+            raise ValueError
+    except ValueError:
+        raise ImproperlyConfigured(
+            "MLM_DKIM_ENCRYPTION_KEY must be Fernet keys (32 bytes, url-safe base64), "
+            "comma-separated."
+        ) from None
+MLM_DKIM_ENCRYPTION_KEYS = _dkim_keys
 SECRET_KEY_FALLBACKS = env_list(
     "SECRET_KEY_FALLBACKS",
     [],
@@ -222,6 +257,16 @@ STATIC_ROOT = VAR_DIR / "static" if STATIC_MANIFEST else None
 WHITENOISE_USE_FINDERS = not STATIC_MANIFEST
 WHITENOISE_AUTOREFRESH = DEBUG
 
+# Uploaded import files and rejected-rows reports: the default storage, in a folder that the web
+# process and the workers share (a shared volume in docker-compose.yml). Never served directly:
+# downloads go through unit-scoped views.
+MEDIA_ROOT = VAR_DIR / "media"
+MLM_IMPORT_MAX_BYTES = env_int(
+    "MLM_IMPORT_MAX_BYTES",
+    200 * 1024 * 1024,
+    "Largest recipient file (CSV or XLSX) an import accepts, in bytes.",
+)
+
 # Security. Production (DEBUG off) gets HTTPS-only cookies, HSTS and redirects by default.
 _https = _site.scheme == "https"
 SECURE_SSL_REDIRECT = env_bool(
@@ -248,6 +293,34 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
+TRUST_X_FORWARDED_FOR = env_bool(
+    "TRUST_X_FORWARDED_FOR",
+    False,
+    "Behind one proxy that appends the client's address to X-Forwarded-For: take the last entry "
+    "as the client's address (public rate limits, consent evidence).",
+)
+
+# Public recipient pages (consent.public_views): rate limits per client address, per one-click
+# token and per address typed into the subscription form. Counted in the cache (Redis).
+MLM_RATE_LIMITS = {
+    "page_ip": "120/m",
+    "action_ip": "30/m",
+    "one_click_ip": "1200/m",
+    "one_click_token": "10/m",
+    "subscribe_ip": "10/h",
+    "subscribe_address": "3/h",
+}
+for _item in env_list(
+    "MLM_RATE_LIMITS",
+    [],
+    "Overrides of the public pages' rate limits, comma-separated name=count/period, e.g. "
+    "one_click_ip=1200/m,subscribe_ip=10/h (names: " + ", ".join(MLM_RATE_LIMITS) + ").",
+):
+    _name, _, _rate = _item.partition("=")
+    if _name.strip() not in MLM_RATE_LIMITS or not re.fullmatch(r"\d+/\d*[smhd]", _rate.strip()):
+        raise ImproperlyConfigured(f"MLM_RATE_LIMITS: cannot read {_item!r} (e.g. page_ip=120/m).")
+    MLM_RATE_LIMITS[_name.strip()] = _rate.strip()
+MLM_SUBSCRIPTION_REQUEST_DAYS = 7  # unconfirmed double opt-in requests expire after this
 
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
@@ -332,10 +405,90 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+# Dispatch (campaigns.dispatch): batches claimed by workers, their lease, retries, limits.
+MLM_DISPATCH_BATCH_SIZE = env_int(
+    "MLM_DISPATCH_BATCH_SIZE", 50, "Deliveries a worker claims and sends over one connection."
+)
+MLM_DISPATCH_PARALLEL = env_int(
+    "MLM_DISPATCH_PARALLEL", 4, "Batch tasks of one campaign in flight at once (across workers)."
+)
+MLM_DISPATCH_LEASE_SECONDS = env_int(
+    "MLM_DISPATCH_LEASE_SECONDS",
+    300,
+    "Seconds a claimed batch may take; after that its rows are taken for lost and marked in doubt.",
+)
+MLM_DISPATCH_MAX_ATTEMPTS = env_int(
+    "MLM_DISPATCH_MAX_ATTEMPTS",
+    5,
+    "Attempts of a delivery deferred by transient errors (4xx, timeouts) before it fails.",
+)
+MLM_DISPATCH_RETRY_SECONDS = env_int(
+    "MLM_DISPATCH_RETRY_SECONDS",
+    60,
+    "First retry delay of a deferred delivery, in seconds; it doubles with every attempt.",
+)
+MLM_DISPATCH_PAUSE_AFTER_FAILURES = env_int(
+    "MLM_DISPATCH_PAUSE_AFTER_FAILURES",
+    200,
+    "A sending campaign pauses itself after this many transient failures in a row (0: never).",
+)
+MLM_DISPATCH_UNIT_RATE = env_int(
+    "MLM_DISPATCH_UNIT_RATE", 0, "Messages per second one unit may send (0: no limit)."
+)
+MLM_DISPATCH_BACKEND_RATE = env_int(
+    "MLM_DISPATCH_BACKEND_RATE",
+    0,
+    "Messages per second through the mail backend, all units together (0: no limit).",
+)
+MLM_DISPATCH_DOMAIN_CONCURRENCY = env_int(
+    "MLM_DISPATCH_DOMAIN_CONCURRENCY",
+    0,
+    "Messages in flight at once to one recipient domain, all workers together (0: no limit).",
+)
+MLM_DISPATCH_SWEEP_SECONDS = env_int(
+    "MLM_DISPATCH_SWEEP_SECONDS",
+    15,
+    "How often beat starts due campaigns and recovers lost batches, in seconds.",
+)
+if MLM_DISPATCH_LEASE_SECONDS >= CELERY_VISIBILITY_TIMEOUT:
+    raise ImproperlyConfigured(
+        "MLM_DISPATCH_LEASE_SECONDS must be below CELERY_VISIBILITY_TIMEOUT: a batch whose lease "
+        "ran out is in doubt before the broker could hand its task to another worker."
+    )
+if MLM_DISPATCH_LEASE_SECONDS <= EMAIL_TIMEOUT + 10:
+    raise ImproperlyConfigured(
+        "MLM_DISPATCH_LEASE_SECONDS must exceed EMAIL_TIMEOUT by more than 10 s: a batch whose "
+        "server hangs must hit the SMTP timeout before its lease runs out."
+    )
+
 CELERY_BEAT_SCHEDULE = {
     "health": {"task": "mlm.tasks.health", "schedule": 60.0},
+    "dispatch-start-due": {
+        "task": "campaigns.tasks.start_due_campaigns",
+        "schedule": float(MLM_DISPATCH_SWEEP_SECONDS),
+    },
+    "dispatch-recover": {
+        "task": "campaigns.tasks.recover_deliveries",
+        "schedule": float(MLM_DISPATCH_SWEEP_SECONDS),
+    },
+    "purge-subscription-requests": {
+        "task": "consent.tasks.purge_subscription_requests",
+        "schedule": 3600.0,
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# Campaigns: the institution-wide frequency cap, set by operations; it counts the DM mail of
+# every unit to the same address. Each unit may set its own cap too. 0 mails: no cap.
+MLM_FREQUENCY_CAP_MAILS = env_int(
+    "MLM_FREQUENCY_CAP_MAILS",
+    0,
+    "Institution-wide frequency cap: at most this many DM mails from all units to one address "
+    "per MLM_FREQUENCY_CAP_DAYS (0: no cap).",
+)
+MLM_FREQUENCY_CAP_DAYS = env_int(
+    "MLM_FREQUENCY_CAP_DAYS", 7, "The period of the institution-wide frequency cap, in days."
+)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO", "Log level of the mlm loggers.")
 LOGGING = {

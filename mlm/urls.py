@@ -13,6 +13,10 @@ unit_patterns = [
     path("outbox/test/", views.outbox_send_test, name="outbox_send_test"),
     path("outbox/<uuid:message_code>/", views.outbox_detail, name="outbox_detail"),
     path("outbox/<uuid:message_code>/html/", views.outbox_html, name="outbox_html"),
+    path("", include("recipients.urls")),
+    path("", include("recipients.import_urls")),
+    path("", include("consent.unit_urls")),
+    path("campaigns/", include("campaigns.urls")),
 ]
 
 urlpatterns = [
@@ -26,4 +30,5 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("units/<slug:unit_slug>/", include(unit_patterns)),
+    path("", include("consent.public_urls")),
 ]

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from consent.models import DMType
+from consent.services import dm_type_create
 from mlm.mail import OutboxBackend, build_test_message
 from mlm.models import OutboxMessage
+from recipients.models import Audience, Category, RecipientList
+from recipients.services import list_create, recipient_upsert
+from tests.campaigns import factories as campaign_factories
 from tests.personas import World
 
 
@@ -20,6 +25,60 @@ def _outbox_message(world: World) -> str:
     return str(OutboxMessage.objects.for_unit(world.unit).latest("created_at").code)
 
 
+# Makers run once per URL that names the keyword: they reuse what an earlier call made.
+
+
+def _list(world: World) -> str:
+    made = RecipientList.objects.for_unit(world.unit).filter(name="Walked list").first()
+    if made is None:
+        made = list_create(unit=world.unit, name="Walked list", audience=Audience.EXTERNAL, by=None)
+    return str(made.code)
+
+
+def _recipient(world: World) -> str:
+    recipient, _ = recipient_upsert(
+        unit=world.unit, email="walked@example.com", category=Category.EXTERNAL, by=None
+    )
+    return str(recipient.code)
+
+
+def _dm_type(world: World) -> str:
+    made = DMType.objects.for_unit(world.unit).filter(key="walked").first()
+    if made is None:
+        made = dm_type_create(
+            unit=world.unit, key="walked", name="Walked", notice_text="Walked notice.", by=None
+        )
+    return str(made.code)
+
+
+def _import_job(world: World) -> str:
+    """An import into the walked list that has run and rejected a row (its report exists)."""
+    # Imported here: this maker was appended by the imports issue, the header is shared.
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from recipients.import_services import import_run, import_start, import_upload
+    from recipients.models import ImportJob
+
+    recipient_list = RecipientList.objects.for_unit(world.unit).get(code=_list(world))
+    made = ImportJob.objects.filter(recipient_list=recipient_list).first()
+    if made is None:
+        data = b"email\r\nwalked-import@example.com\r\nnot an address\r\n"
+        made, sniffed = import_upload(
+            recipient_list=recipient_list, upload=SimpleUploadedFile("walked.csv", data), by=None
+        )
+        import_start(
+            job=made, mapping=sniffed.mapping, mode="add", dm_types=[], by=None, enqueue=False
+        )
+        import_run(job_id=made.pk)
+    return str(made.code)
+
+
 MAKERS: dict[str, Callable[[World], str]] = {
     "message_code": _outbox_message,
+    "list_code": _list,
+    "recipient_code": _recipient,
+    "dm_type_code": _dm_type,
+    "campaign_code": campaign_factories.campaign_code,
+    "layout_code": campaign_factories.layout_code,
+    "job_code": _import_job,
 }

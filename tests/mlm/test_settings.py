@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -22,6 +23,7 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         DEBUG="0",
         SECRET_KEY=secrets.token_urlsafe(50),
         MLM_ADDRESS_HASH_KEY=secrets.token_urlsafe(32),
+        MLM_DKIM_ENCRYPTION_KEY=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         SITE_URL="https://mlm.example.edu",
         ALLOWED_HOSTS="mlm.example.edu",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",

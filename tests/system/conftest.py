@@ -13,6 +13,8 @@ import pytest
 import redis
 from django.conf import settings
 
+from tests.system.smtp_sink import SinkProcess, SMTPSink
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -97,3 +99,28 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.2, message: str
             return
         time.sleep(interval)
     raise AssertionError(message or "condition not met in time")
+
+
+# --- a real SMTP sink (tests/system/smtp_sink.py) ------------------------------------------------
+
+
+@pytest.fixture
+def smtp_sink(tmp_path) -> Iterator[SMTPSink]:
+    """An SMTP server on loopback in this process, recording to memory and `tmp_path/sink`;
+    switch its faults at run time (`smtp_sink.transient(451)`, `.reject(addr)`, `.hang()`…) and
+    point a worker at it with `Worker(..., **smtp_sink.email_env())`."""
+    sink = SMTPSink(directory=tmp_path / "sink").start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
+
+
+@pytest.fixture
+def smtp_sink_process(tmp_path) -> Iterator[SinkProcess]:
+    """The same sink as a separate process (records and faults through `tmp_path/sink-process`)."""
+    sink = SinkProcess(tmp_path / "sink-process").start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
