@@ -389,12 +389,13 @@ CELERY_TASK_SOFT_TIME_LIMIT = max(CELERY_TASK_TIME_LIMIT - 30, 1)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = VAR_DIR / "queue"
-    for _sub in ("messages", "processed"):
+    for _sub in ("messages", "processed", "control"):
         (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS.update(
         data_folder_in=str(_queue_dir / "messages"),
         data_folder_out=str(_queue_dir / "messages"),
         processed_folder=str(_queue_dir / "processed"),
+        control_folder=str(_queue_dir / "control"),
         store_processed=False,
     )
 CELERY_TASK_ACKS_LATE = True
