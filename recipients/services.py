@@ -205,6 +205,19 @@ def recipient_export(*, recipient: Recipient, by: AbstractBaseUser | None = None
             }
             for state in recipient_dm_type_states(recipient)
         ],
+        "deliveries": [
+            {
+                "campaign": str(d.campaign.code),
+                "campaign_name": d.campaign.name,
+                "status": d.status,
+                "reason": d.reason,
+                "message_id": d.message_id,
+                "reply": d.reply,
+                "sent_at": _when(d.sent_at),
+                "created_at": _when(d.created_at),
+            }
+            for d in recipient.deliveries.select_related("campaign").order_by("created_at", "pk")
+        ],
         "suppressions": [
             {
                 "code": str(s.code),
@@ -235,7 +248,7 @@ def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> Non
     imported again.
 
     Other units holding the same address keep their own recipient, which the global
-    suppression stops mailing. Deliveries do not exist yet; the dispatch issue erases them too.
+    suppression stops mailing. Deliveries keep their facts; server replies are blanked.
     """
     held = Recipient.objects.select_for_update().get(pk=recipient.pk)
     if held.status == RecipientStatus.ERASED:
@@ -255,6 +268,8 @@ def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> Non
     held.refresh_from_db()
     lists_left, _ = ListMembership.objects.filter(recipient=held).delete()
     events = anonymise_events(recipient=held)
+    # Deliveries stay as facts (I4); a server's reply may quote the address, so it goes.
+    held.deliveries.exclude(reply="").update(reply="", updated_at=timezone.now())
     suppress_erased(email_hash=digest, by=by)
     copies = [
         m.pk

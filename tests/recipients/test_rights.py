@@ -12,6 +12,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
+from campaigns.models import Delivery, DeliveryStatus
 from consent.models import (
     ERASED_EVIDENCE,
     Channel,
@@ -41,6 +42,7 @@ from recipients.services import (
     recipient_export,
     recipient_upsert,
 )
+from tests.campaigns.factories import campaign as campaign_factory
 
 ADDRESS = "Jane.Quillerby@partner.org"
 # Everything personal the test gives the system; none of it may survive erasure.
@@ -160,6 +162,15 @@ def person(world, admin_client):
     )
     message.mlm_unit_id = world.unit.pk
     get_connection("mlm.mail.OutboxBackend").send_messages([message])
+    mailing = campaign_factory(world)
+    Delivery.objects.create(
+        campaign=mailing,
+        unit=world.unit,
+        recipient=recipient,
+        email_hash=recipient.email_hash,
+        status=DeliveryStatus.FAILED,
+        reply=f"550 5.1.1 <{ADDRESS}>: mailbox unavailable",
+    )
     recipient.refresh_from_db()
     return recipient
 
@@ -176,6 +187,10 @@ def test_it_exports_everything_held_with_the_consent_history(world, person):
         "member_no": "ZX-48151623",
     }
     assert [entry["name"] for entry in data["lists"]] == ["Fair 2025"]
+    assert [(d["campaign_name"], d["status"]) for d in data["deliveries"]] == [
+        ("Spring news", "failed")
+    ]
+    assert ADDRESS in data["deliveries"][0]["reply"]
     history = data["consent_events"]
     assert [(e["action"], e["dm_type"]) for e in history] == [
         ("grant", "Event invitations"),
@@ -192,7 +207,8 @@ def test_it_exports_everything_held_with_the_consent_history(world, person):
     assert "careers fair" in first["evidence"]
     assert history[2]["actor"] == "recipient"
     now = {state["dm_type_key"]: state["subscribed"] for state in data["consent_now"]}
-    assert now == {"events": True, "news": False}
+    # the campaign factory's own DM type, never granted
+    assert now == {"events": True, "news": False, "newsletter": False}
     assert sorted((s["scope"], s["reason"]) for s in data["suppressions"]) == [
         ("every unit", "complaint"),
         ("this unit", "manual"),
