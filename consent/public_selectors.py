@@ -61,6 +61,11 @@ def public_target_lean(token: str) -> PublicTarget | None:
     data = read_recipient_token(token)
     if data is None:
         return None
+    return public_target_lean_for(data)
+
+
+def public_target_lean_for(data: TokenData) -> PublicTarget | None:
+    """`public_target_lean` for a token already read."""
     sql = _LEAN_LOOKUP.format(recipient=Recipient._meta.db_table, dm_type=DMType._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(sql, [data.dm_type_code, data.recipient_code, RecipientStatus.ERASED])
@@ -90,6 +95,17 @@ def opted_out_everywhere(recipient: Recipient) -> bool:
     return Suppression.objects.filter(
         unit__isnull=True, email_hash=recipient.email_hash, reason=SuppressionReason.OPT_OUT
     ).exists()
+
+
+def unit_tracks_engagement(unit_id: int) -> bool:
+    """Whether the unit tracks opens and clicks of its mail (off unless it chose so); the
+    preference centre says which."""
+    from campaigns.models import UnitCampaignSettings  # campaigns builds on consent
+
+    found = UnitCampaignSettings.objects.filter(unit_id=unit_id).values_list(
+        "tracking_enabled", flat=True
+    )
+    return bool(found.first())
 
 
 def confirmed_recipient(subscription_request: SubscriptionRequest) -> Recipient | None:

@@ -47,10 +47,11 @@ from consent.public_selectors import (
     opted_out_everywhere,
     preference_states,
     public_target,
-    public_target_lean,
     subscription_request_pending,
+    unit_tracks_engagement,
 )
 from consent.public_services import (
+    one_click_withdraw,
     recipient_preferences_save,
     recipient_resubscribe,
     recipient_unsubscribe,
@@ -58,8 +59,8 @@ from consent.public_services import (
     subscription_request_confirm,
     subscription_request_create,
 )
-from consent.ratelimit import client_ip, exceeded, limited
-from consent.tokens import make_recipient_token, read_subscription_token
+from consent.ratelimit import client_ip, exceeded, exceeded_any, limited
+from consent.tokens import make_recipient_token, read_recipient_token, read_subscription_token
 from mlm.models import SenderUnit
 from recipients.addresses import address_hash
 
@@ -188,22 +189,15 @@ def one_click(request: HttpRequest, token: str) -> HttpResponse:
         return unsubscribe(request, token)
     if request.POST.get("List-Unsubscribe") != "One-Click":
         return HttpResponse(ONE_CLICK_MALFORMED, status=400, content_type="text/plain")
-    if retry_after := exceeded(request, limit="one_click_ip", key=client_ip(request)):
+    data = read_recipient_token(token)
+    checks = [("one_click_ip", client_ip(request))]
+    if data is not None:
+        checks.append(("one_click_token", f"{data.recipient_code}:{data.dm_type_code or ''}"))
+    # Both limits in one round trip to Redis, before any database work.
+    if retry_after := exceeded_any(checks):
         return HttpResponse(status=429, headers={"Retry-After": str(retry_after)})
-    target = public_target_lean(token)
-    if target is not None:
-        key = f"{target.recipient.code}:{target.dm_type.code if target.dm_type else ''}"
-        if retry_after := exceeded(request, limit="one_click_token", key=key):
-            return HttpResponse(status=429, headers={"Retry-After": str(retry_after)})
-        recipient_unsubscribe(
-            recipient=target.recipient,
-            dm_type=target.dm_type,
-            channel=Channel.ONE_CLICK,
-            evidence="RFC 8058 one-click unsubscribe",
-            campaign_code=target.data.campaign_code,
-            report=False,
-            **_who(request),
-        )
+    if data is not None:
+        one_click_withdraw(data=data, **_who(request))
     return HttpResponse(ONE_CLICK_BODY, content_type="text/plain; charset=utf-8")
 
 
@@ -260,6 +254,7 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         "saved": saved,
         "opted_out": opted_out_everywhere(recipient),
         "masked_email": _masked(recipient.email),
+        "tracking": unit_tracks_engagement(recipient.unit_id),
     }
     return _page(request, "public/preferences.html", context, lang=lang, unit=recipient.unit)
 

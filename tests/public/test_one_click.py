@@ -200,3 +200,38 @@ def test_one_token_is_limited_on_its_own(mailing, settings):
     codes = [bare_client().post(one_click(token), BODY).status_code for _ in range(3)]
     assert codes == [200, 200, 429]
     assert bare_client().post(one_click(other), BODY).status_code == 200
+
+
+def test_the_one_statement_path_keeps_the_fold_of_the_general_path(mailing):
+    """I4, I6: one-click writes its withdrawal in one SQL statement; the ledger it leaves is the
+    one the general path (`withdraw`) would: a withdrawal only where the fold says subscribed,
+    and subscription rows equal to the fold of the events."""
+    from consent.models import Action
+    from consent.selectors import subscription_mismatches
+    from consent.services import grant
+
+    erin, newsletter, events = mailing.erin, mailing.newsletter, mailing.events
+    withdrawals = ConsentEvent.objects.filter(recipient=erin, action=Action.WITHDRAW)
+    # "All DM types" withdrawn: the newsletter's one-click has nothing left to withdraw.
+    bare_client().post(one_click(make_recipient_token(recipient=erin)), BODY)
+    assert withdrawals.count() == 1
+    bare_client().post(one_click(make_recipient_token(recipient=erin, dm_type=newsletter)), BODY)
+    assert withdrawals.count() == 1
+    # A later grant of the newsletter outranks the "all" row: now one-click writes again, once.
+    grant(recipient=erin, dm_types=[newsletter], channel=Channel.ADMIN, evidence="Asked again")
+    for _ in range(2):
+        token = make_recipient_token(recipient=erin, dm_type=newsletter)
+        assert bare_client().post(one_click(token), BODY).status_code == 200
+    assert withdrawals.count() == 2
+    assert withdrawals.first().dm_type == newsletter
+    unit = mailing.world.unit
+    assert erin not in sendable(unit=unit, dm_type=newsletter, audience="external")
+    assert erin not in sendable(unit=unit, dm_type=events, audience="external")
+    assert subscription_mismatches() == []
+
+
+def test_a_dm_type_of_another_unit_in_a_token_changes_nothing(mailing):
+    """I8: a token can only name a DM type of the recipient's own unit."""
+    token = make_recipient_token(recipient=mailing.erin, dm_type=mailing.other_unit_type)
+    assert bare_client().post(one_click(token), BODY).status_code == 200
+    assert not ConsentEvent.objects.filter(recipient=mailing.erin, action="withdraw").exists()
