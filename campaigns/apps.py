@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class CampaignsConfig(AppConfig):
     name = "campaigns"
     verbose_name = "Campaigns"
+
+    def ready(self) -> None:
+        from anymail.signals import tracking
+
+        from campaigns import breaker, webhooks  # noqa: F401 - breaker registers its task
+
+        tracking.connect(webhooks.on_tracking, dispatch_uid="campaigns.webhooks.on_tracking")

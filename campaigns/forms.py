@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
 from campaigns.models import Campaign, Layout, SenderIdentity
 from consent.models import DMType
@@ -145,6 +146,12 @@ class UnitSettingsForm(Form):
     allow_self_approval = forms.BooleanField(
         required=False, help_text="An approver may approve a campaign they wrote themselves."
     )
+    tracking_enabled = forms.BooleanField(
+        required=False,
+        label="Track opens and clicks",
+        help_text="Off by default. When on, opens and clicks of the unit's mail are tracked "
+        "(where the mail backend can) and the preference centre tells recipients so.",
+    )
     frequency_cap_mails = forms.IntegerField(
         min_value=0,
         max_value=1000,
@@ -158,3 +165,36 @@ class UnitSettingsForm(Form):
         help_text="One word or phrase per line. The content check finds them in the subject, "
         "the HTML and the text; an editor may acknowledge a finding with a reason.",
     )
+    complaint_rate_limit = forms.DecimalField(
+        required=False,
+        max_digits=5,
+        decimal_places=3,
+        label="Pause a campaign whose complaint rate passes (%)",
+        help_text="After 1,000 attempts. At most 0.3%, the institution's ceiling; lower pauses "
+        "sooner. Empty: unchanged.",
+    )
+    hard_bounce_rate_limit = forms.DecimalField(
+        required=False,
+        max_digits=5,
+        decimal_places=3,
+        label="Pause a campaign whose hard-bounce rate passes (%)",
+        help_text="After 1,000 attempts. At most 5%, the institution's ceiling; lower pauses "
+        "sooner. Empty: unchanged.",
+    )
+    mail_backend = forms.ChoiceField(
+        required=False,
+        label="Mail backend",
+        help_text="Where the unit's campaigns are handed over: the default, or another backend "
+        "operations configured (an ESP signs the mail itself; our DKIM key signs on SMTP).",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not settings.MLM_MAIL_BACKENDS:  # nothing to choose: every unit uses the default
+            del self.fields["mail_backend"]
+            return
+        # The configured names only (settings.MLM_MAIL_BACKENDS): anything else is refused.
+        self.fields["mail_backend"].choices = [
+            ("", "Default"),
+            *((name, name) for name in settings.MLM_MAIL_BACKENDS),
+        ]

@@ -232,6 +232,7 @@ class CampaignMessages:
         )
         self.signer = signer_for_domain(domain) if sign else None
         self.metadata_campaign = str(campaign.code)
+        self.metadata_unit = unit.slug
         self.unit_id = campaign.unit_id
 
     def message_id(self, delivery_id: int) -> str:
@@ -260,9 +261,14 @@ class CampaignMessages:
         )
         if self.signer is not None:
             built.raw = self.signer.sign(built.raw)
+        # anymail hands metadata to the ESP, whose tracking events echo it back (feedback).
         message = self.builder.django_message(
             built,
-            metadata={"campaign": self.metadata_campaign, "delivery": str(delivery_id)},
+            metadata={
+                "delivery": str(delivery_id),
+                "campaign": self.metadata_campaign,
+                "unit": self.metadata_unit,
+            },
         )
         message.mlm_unit_id = self.unit_id
         return message

@@ -7,13 +7,19 @@ changes only through `campaigns.services.campaign_transition` (a conditional UPD
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from mlm.models import SenderUnit, UnitScopedQuerySet
 from recipients.models import Audience
+
+# The circuit breaker judges a campaign's complaint and hard-bounce rates only after this many
+# attempts (sent, failed or deferred deliveries): before, a few events would swing the rate.
+BREAKER_MIN_ATTEMPTS = 1000
 
 # The default banned-words list of a unit: the absolute terms China's Advertising Law (art. 9(3))
 # forbids in advertising, and English claims that mislead or trip spam filters. A unit edits its
@@ -197,6 +203,11 @@ class Campaign(models.Model):
         default=0,
         help_text="Transient send failures since the last success; dispatch pauses at a limit.",
     )
+    pause_reason = models.TextField(
+        blank=True,
+        help_text="Why the system paused it (failures, bounce or complaint rate); empty if a "
+        "person did, and cleared on resume.",
+    )
 
     objects = UnitScopedQuerySet.as_manager()
 
@@ -240,6 +251,32 @@ class UnitCampaignSettings(models.Model):
         blank=True,
         default="\n".join(DEFAULT_BANNED_WORDS),
         help_text="One word or phrase per line; matched without regard to case.",
+    )
+    mail_backend = models.CharField(
+        max_length=20,
+        blank=True,
+        help_text="The unit's mail backend, a name from settings.MLM_MAIL_BACKENDS; empty: the "
+        "default (EMAIL_BACKEND).",
+    )
+    complaint_rate_limit = models.DecimalField(
+        max_digits=5,
+        decimal_places=3,
+        default=Decimal("0.300"),
+        validators=[MinValueValidator(Decimal("0.001")), MaxValueValidator(Decimal("0.300"))],
+        help_text="Pause a campaign whose complaint rate passes this percentage after "
+        f"{BREAKER_MIN_ATTEMPTS:,} attempts (at most 0.3%).",
+    )
+    hard_bounce_rate_limit = models.DecimalField(
+        max_digits=5,
+        decimal_places=3,
+        default=Decimal("5.000"),
+        validators=[MinValueValidator(Decimal("0.001")), MaxValueValidator(Decimal("5.000"))],
+        help_text="Pause a campaign whose hard-bounce rate passes this percentage after "
+        f"{BREAKER_MIN_ATTEMPTS:,} attempts (at most 5%).",
+    )
+    tracking_enabled = models.BooleanField(
+        default=False,
+        help_text="Track opens and clicks (off by default; the preference centre says so).",
     )
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -301,6 +338,11 @@ class Delivery(models.Model):
     status = models.CharField(max_length=10, choices=DeliveryStatus.choices)
     reason = models.CharField(max_length=20, choices=SkipReason.choices, blank=True)
     message_id = models.CharField(max_length=255, blank=True)
+    provider_message_id = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The id an ESP gave the message (anymail's message_id): its events name it.",
+    )
     attempts = models.PositiveSmallIntegerField(
         default=0, help_text="How many times a batch claimed it for sending."
     )
@@ -349,8 +391,102 @@ class Delivery(models.Model):
                 fields=["lease_until"], condition=Q(status="sending"), name="delivery_leased"
             ),
             models.Index(fields=["campaign", "status"], name="delivery_campaign_status"),
+            # Feedback finds a delivery by the message id an ESP or a bounce names.
+            models.Index(
+                fields=["provider_message_id"],
+                condition=~Q(provider_message_id=""),
+                name="delivery_provider_message",
+            ),
+            models.Index(
+                fields=["message_id"], condition=~Q(message_id=""), name="delivery_message_id"
+            ),
         ]
         verbose_name_plural = "deliveries"
 
     def __str__(self) -> str:
         return f"campaign {self.campaign_id} to recipient {self.recipient_id}: {self.status}"
+
+
+class EventKind(models.TextChoices):
+    """What a mail provider (or a bounce) says happened to a message: anymail's event types."""
+
+    QUEUED = "queued", "Queued"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    DEFERRED = "deferred", "Deferred"
+    BOUNCED = "bounced", "Bounced"
+    COMPLAINED = "complained", "Complained"
+    UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+    OPENED = "opened", "Opened"
+    CLICKED = "clicked", "Clicked"
+    REJECTED = "rejected", "Rejected"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class BounceKind(models.TextChoices):
+    HARD = "hard", "Hard (permanent)"
+    SOFT = "soft", "Soft (temporary)"
+
+
+class DeliveryEvent(models.Model):
+    """One thing a mail provider told us about one message: a tracking webhook's event or a
+    delivery status notification (bounce). Append-only; the same event twice is stored once
+    (unique source and key). An event whose message we cannot find is kept with no delivery.
+
+    The address is never stored: the delivery names the recipient, and `email_hash` (keyed, as
+    in suppressions) lets a bounce for an unknown message still suppress the address.
+    """
+
+    source = models.CharField(
+        max_length=20, help_text="Where it came from: an ESP's name (anymail's), or 'dsn'."
+    )
+    event_key = models.CharField(
+        max_length=200,
+        help_text="The provider's event id, or a digest of the event when it gives none.",
+    )
+    kind = models.CharField(max_length=12, choices=EventKind.choices)
+    bounce_kind = models.CharField(max_length=4, choices=BounceKind.choices, blank=True)
+    delivery = models.ForeignKey(
+        Delivery, null=True, blank=True, on_delete=models.PROTECT, related_name="events"
+    )
+    campaign = models.ForeignKey(
+        Campaign, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    unit = models.ForeignKey(
+        SenderUnit, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    message_id = models.CharField(max_length=255, blank=True)
+    email_hash = models.CharField(max_length=64, blank=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    description = models.TextField(
+        blank=True,
+        help_text="The provider's explanation or the server's answer (may quote the address: "
+        "erasure blanks it).",
+    )
+    url = models.TextField(blank=True, help_text="The link clicked (click events).")
+
+    objects = UnitScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["source", "event_key"], name="one_event_per_key")
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "kind", "occurred_at"], name="event_campaign_kind"),
+            models.Index(fields=["unit", "occurred_at"], name="event_unit_time"),
+            models.Index(fields=["delivery"], name="event_delivery"),
+            # Soft bounces of one address in the last days (feedback: three suppress it).
+            models.Index(
+                fields=["email_hash", "occurred_at"],
+                condition=Q(kind="bounced", bounce_kind="soft"),
+                name="event_soft_bounce_address",
+            ),
+            # Events whose message is not ours, by address: erasure blanks them too (I9).
+            models.Index(
+                fields=["email_hash"], condition=Q(delivery__isnull=True), name="event_unmatched"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.kind} for delivery {self.delivery_id}"

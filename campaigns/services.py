@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -179,12 +182,28 @@ def unit_settings_update(
     frequency_cap_mails: int,
     frequency_cap_days: int,
     banned_words: str,
+    tracking_enabled: bool | None = None,
     by: AbstractBaseUser | None,
+    mail_backend: str = "",
+    complaint_rate_limit: Decimal | None = None,
+    hard_bounce_rate_limit: Decimal | None = None,
 ) -> UnitCampaignSettings:
-    """Change the unit's campaign rules, recorded."""
+    """Change the unit's campaign rules, recorded; the mail backend is one operations offer
+    (settings.MLM_MAIL_BACKENDS) or the default; the circuit breaker's limits may be lowered,
+    never raised above the institution's ceilings (the model's validators)."""
     _require_role(unit, by, Role.ADMIN)
+    limits = {
+        name: _rate_limit(name, value)
+        for name, value in (
+            ("complaint_rate_limit", complaint_rate_limit),
+            ("hard_bounce_rate_limit", hard_bounce_rate_limit),
+        )
+        if value is not None
+    }
     if frequency_cap_mails and frequency_cap_days < 1:
         raise ValidationError("A frequency cap needs a period of at least one day.")
+    if mail_backend and mail_backend not in settings.MLM_MAIL_BACKENDS:
+        raise ValidationError(f"There is no mail backend {mail_backend!r} to choose.")
     settings_row, _ = UnitCampaignSettings.objects.update_or_create(
         unit=unit,
         defaults={
@@ -192,6 +211,10 @@ def unit_settings_update(
             "frequency_cap_mails": frequency_cap_mails,
             "frequency_cap_days": frequency_cap_days,
             "banned_words": "\n".join(w.strip() for w in banned_words.splitlines() if w.strip()),
+            "mail_backend": mail_backend,
+            **limits,
+            # Open and click tracking stays as it is unless the caller says (off by default).
+            **({} if tracking_enabled is None else {"tracking_enabled": tracking_enabled}),
         },
     )
     audit_record(
@@ -202,9 +225,33 @@ def unit_settings_update(
             "allow_self_approval": allow_self_approval,
             "frequency_cap": [frequency_cap_mails, frequency_cap_days],
             "banned_words": len(settings_row.banned_word_list),
+            "tracking_enabled": settings_row.tracking_enabled,
+            "mail_backend": mail_backend or "default",
+            **{name: str(value) for name, value in limits.items()},
         },
     )
     return settings_row
+
+
+def _rate_limit(name: str, value: Decimal) -> Decimal:
+    """A breaker limit (percent) within the bounds of its model field, or a clear refusal."""
+    field = UnitCampaignSettings._meta.get_field(name)
+    bounds = {
+        type(v): v.limit_value
+        for v in field.validators
+        if isinstance(v, MinValueValidator | MaxValueValidator)
+    }
+    lowest, highest = bounds[MinValueValidator], bounds[MaxValueValidator]
+    label = "complaint-rate" if name == "complaint_rate_limit" else "hard-bounce-rate"
+    if not lowest <= value <= highest:
+        raise ValidationError(
+            f"The {label} limit must be between {lowest.normalize():f}% and "
+            f"{highest.normalize():f}%: {value.normalize():f}% is refused. A unit may pause "
+            "its campaigns sooner than the institution does, never later."
+        )
+    if value != value.quantize(Decimal("0.001")):
+        raise ValidationError(f"The {label} limit takes at most three decimals.")
+    return value
 
 
 # Writing a campaign ------------------------------------------------------------------------------
@@ -574,25 +621,31 @@ def campaign_start_sending(*, campaign: Campaign, by: AbstractBaseUser | None = 
 def campaign_pause(
     *, campaign: Campaign, by: AbstractBaseUser | None = None, reason: str = ""
 ) -> Campaign:
-    """Sending → paused (by a person, or by dispatch when bounces or complaints pass a limit)."""
+    """Sending → paused, by a person, or by the system with the `reason` its page shows
+    (dispatch after failures in a row, the circuit breaker after complaints or bounces)."""
     _require_role(campaign.unit, by, Role.EDITOR)
     return campaign_transition(
         campaign=campaign,
         action="pause",
         by=by,
-        fields={"paused_at": timezone.now()},
+        fields={"paused_at": timezone.now(), "pause_reason": reason},
         data={"reason": reason} if reason else None,
     )
 
 
 @transaction.atomic
 def campaign_resume(*, campaign: Campaign, by: AbstractBaseUser | None = None) -> Campaign:
-    """Paused → sending."""
+    """Paused → sending; a campaign the system paused (breaker, failures) needs an approver."""
     from campaigns.dispatch import campaign_kick_on_commit
 
-    _require_role(campaign.unit, by, Role.EDITOR)
+    reason = Campaign.objects.filter(pk=campaign.pk).values_list("pause_reason", flat=True).first()
+    _require_role(campaign.unit, by, Role.APPROVER if reason else Role.EDITOR)
     campaign = campaign_transition(
-        campaign=campaign, action="resume", by=by, fields={"consecutive_failures": 0}
+        campaign=campaign,
+        action="resume",
+        by=by,
+        fields={"consecutive_failures": 0, "pause_reason": ""},
+        only_if={"pause_reason": reason or ""},
     )
     campaign_kick_on_commit(campaign_id=campaign.pk)
     return campaign

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from campaigns import views
+from campaigns import report_views, views
 
 urlpatterns = [
     path("", views.campaign_list, name="campaigns"),
@@ -32,6 +32,12 @@ urlpatterns = [
     ),
     path("<uuid:campaign_code>/test/", views.campaign_test, name="campaign_test"),
     path("<uuid:campaign_code>/progress/", views.campaign_progress, name="campaign_progress"),
+    path("<uuid:campaign_code>/report/", report_views.campaign_report, name="campaign_report"),
+    path(
+        "<uuid:campaign_code>/report.csv",
+        report_views.campaign_report_csv,
+        name="campaign_report_csv",
+    ),
     path("<uuid:campaign_code>/pause/", views.campaign_pause, name="campaign_pause"),
     path("<uuid:campaign_code>/resume/", views.campaign_resume, name="campaign_resume"),
     path(

@@ -446,9 +446,13 @@ def unit_settings(request: UnitRequest) -> HttpResponse:
     current = selectors.unit_settings(request.unit)
     initial = {
         "allow_self_approval": current.allow_self_approval,
+        "tracking_enabled": current.tracking_enabled,
         "frequency_cap_mails": current.frequency_cap_mails,
         "frequency_cap_days": current.frequency_cap_days,
         "banned_words": current.banned_words,
+        "mail_backend": current.mail_backend,
+        "complaint_rate_limit": current.complaint_rate_limit,
+        "hard_bounce_rate_limit": current.hard_bounce_rate_limit,
     }
     form = bound(UnitSettingsForm, request, initial=initial)
     saved = submit(

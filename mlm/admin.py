@@ -1,11 +1,16 @@
 """Django admin for operations staff: units, memberships, users, the read-only audit log and
-the sending domains' DKIM keys."""
+the sending domains' DKIM keys, with their DNS checks."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils.html import format_html
 
-from mlm import dkim
+from mlm import dkim, sender_checks
 from mlm.models import AuditEntry, Heartbeat, Membership, OutboxMessage, SenderUnit, SendingDomain
 from mlm.services import (
     audit_record,
@@ -147,7 +152,7 @@ class SendingDomainAdmin(admin.ModelAdmin):
     list_display = ["domain", "selector", "active", "created_at", "dns_record_name"]
     list_filter = ["active"]
     search_fields = ["domain", "selector"]
-    actions = ["activate", "deactivate"]
+    actions = ["activate", "deactivate", "check_dns"]
     shown = [
         "domain",
         "selector",
@@ -156,6 +161,7 @@ class SendingDomainAdmin(admin.ModelAdmin):
         "dns_record_name",
         "dns_record_value",
         "zone_file",
+        "dns_checks",
     ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
@@ -203,6 +209,42 @@ class SendingDomainAdmin(admin.ModelAdmin):
             '<textarea readonly rows="5" cols="90">{}</textarea>',
             dkim.zone_file_line(*sending_domain_dns_record(obj)),
         )
+
+    @admin.display(description="DNS checks")
+    def dns_checks(self, obj: SendingDomain) -> str:
+        url = reverse("admin:mlm_sendingdomain_check_dns", args=[obj.pk])
+        return format_html(
+            '<a class="button" href="{}">Check DNS</a> SPF, DKIM, DMARC and return path, '
+            "with the records to publish",
+            url,
+        )
+
+    def get_urls(self):
+        check = self.admin_site.admin_view(self.check_dns_view)
+        return [
+            path("<int:object_id>/check-dns/", check, name="mlm_sendingdomain_check_dns"),
+            *super().get_urls(),
+        ]
+
+    def check_dns_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        sending_domain = get_object_or_404(SendingDomain, pk=object_id)
+        return self._dns_report(request, [sending_domain])
+
+    def _dns_report(self, request: HttpRequest, sending_domains) -> HttpResponse:
+        reports = [sender_checks.sending_domain_checks(d) for d in sending_domains]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "DNS checks",
+            "opts": self.model._meta,
+            "reports": reports,
+        }
+        return TemplateResponse(request, "admin/mlm/sendingdomain/dns_checks.html", context)
+
+    @admin.action(description="Check DNS of the selected domains (SPF, DKIM, DMARC, return path)")
+    def check_dns(self, request, queryset) -> HttpResponse:
+        return self._dns_report(request, list(queryset))
 
     @admin.action(description="Sign with the selected key (publish its record first)")
     def activate(self, request, queryset) -> None:

@@ -1,4 +1,5 @@
-"""System checks: every view under /units/<slug>/ goes through `unit_view` (I8)."""
+"""System checks: every view under /units/<slug>/ goes through `unit_view` (I8); the mail
+backends load."""
 
 from __future__ import annotations
 
@@ -50,3 +51,27 @@ def check_site_url_is_https(app_configs, **kwargs):
             )
         ]
     return []
+
+
+@checks.register()
+def check_mail_backends_import(app_configs, **kwargs):
+    """Every backend a unit may choose can be loaded: a missing ESP library shows at deploy, not
+    as deferred mail."""
+    from django.conf import settings
+    from django.utils.module_loading import import_string
+
+    errors = []
+    backends = {"EMAIL_BACKEND": settings.EMAIL_BACKEND, **settings.MLM_MAIL_BACKENDS}
+    for name, path in backends.items():
+        try:
+            import_string(path)
+        except ImportError as error:
+            errors.append(
+                checks.Error(
+                    f"The mail backend {name} ({path}) cannot be loaded: {error}",
+                    hint="Install what it needs (e.g. `pip install django-anymail[amazon-ses]` "
+                    "for amazon_ses) or remove it from MLM_MAIL_BACKENDS.",
+                    id="mlm.E002",
+                )
+            )
+    return errors

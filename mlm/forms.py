@@ -9,6 +9,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
+from mlm.selectors import SYSTEM_ACTOR
+
 T = TypeVar("T")
 
 
@@ -38,3 +40,30 @@ class Form(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("label_suffix", "")
         super().__init__(*args, **kwargs)
+
+
+class AuditFilterForm(Form):
+    """The audit log's filters: one member (or the system), one verb, a range of days."""
+
+    actor = forms.ChoiceField(required=False, label="Who")
+    verb = forms.ChoiceField(required=False, label="What")
+    date_from = forms.DateField(
+        required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
+    )
+    date_to = forms.DateField(
+        required=False, label="To", widget=forms.DateInput(attrs={"type": "date"})
+    )
+
+    def __init__(
+        self, *args: Any, members: list[tuple[str, str]], verbs: list[str], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["actor"].choices = [("", "Anyone"), (SYSTEM_ACTOR, "System"), *members]
+        self.fields["verb"].choices = [("", "Anything"), *((v, v) for v in verbs)]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        start, end = data.get("date_from"), data.get("date_to")
+        if start and end and start > end:
+            self.add_error("date_to", "The end date is before the start date.")
+        return data

@@ -19,6 +19,7 @@ UNIT_NAV: list[NavItem] = [
     NavItem("Lists", "lists", Role.VIEWER),
     NavItem("DM types", "dm_types", Role.VIEWER),
     NavItem("Campaigns", "campaigns", Role.VIEWER),
+    NavItem("Reports", "reports", Role.VIEWER),
     NavItem("Outbox", "outbox", Role.EDITOR),
     NavItem("Audit", "audit", Role.ADMIN),
 ]

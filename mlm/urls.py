@@ -4,11 +4,14 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from campaigns.webhooks import anymail_urlpatterns
 from mlm import views
 
 unit_patterns = [
     path("", views.dashboard, name="dashboard"),
     path("audit/", views.audit_list, name="audit"),
+    path("audit/export.csv", views.audit_export, name="audit_export"),
+    path("reports/", include("campaigns.report_urls")),
     path("outbox/", views.outbox_list, name="outbox"),
     path("outbox/test/", views.outbox_send_test, name="outbox_send_test"),
     path("outbox/<uuid:message_code>/", views.outbox_detail, name="outbox_detail"),
@@ -29,6 +32,8 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    # Tracking webhooks of the mail providers: anymail's views, events recorded per request.
+    path("webhooks/anymail/", include((anymail_urlpatterns(), "anymail"))),
     path("units/<slug:unit_slug>/", include(unit_patterns)),
     path("", include("consent.public_urls")),
 ]

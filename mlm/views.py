@@ -13,15 +13,18 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
+from mlm import selectors
+from mlm.forms import AuditFilterForm
 from mlm.models import AuditEntry, Membership, OutboxMessage, Role
 from mlm.scoping import UnitRequest, unit_view
-from mlm.services import heartbeat_age, unit_send_test_mail
+from mlm.services import audit_record, heartbeat_age, unit_send_test_mail
 from mlm.tasks import WORKER_HEARTBEAT
+from recipients.imports import csv_lines
 
 
 @login_required
@@ -53,11 +56,42 @@ def dashboard(request: UnitRequest) -> HttpResponse:
     return render(request, "mlm/dashboard.html", context)
 
 
+def _audit_filter(request: UnitRequest) -> AuditFilterForm:
+    return AuditFilterForm(
+        request.GET,
+        members=selectors.audit_actor_choices(request.unit),
+        verbs=selectors.audit_verbs(request.unit),
+    )
+
+
 @unit_view(Role.ADMIN)
 def audit_list(request: UnitRequest) -> HttpResponse:
-    entries = AuditEntry.objects.for_unit(request.unit).select_related("actor")
+    form = _audit_filter(request)
+    entries = AuditEntry.objects.none()
+    if form.is_valid():
+        entries = selectors.audit_entries(request.unit, **form.cleaned_data)
     page = Paginator(entries, 50).get_page(request.GET.get("page"))
-    return render(request, "mlm/audit_list.html", {"page": page})
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"page": page, "form": form, "query": query.urlencode()}
+    return render(request, "mlm/audit_list.html", context)
+
+
+@unit_view(Role.ADMIN)
+@require_GET
+def audit_export(request: UnitRequest) -> HttpResponse:
+    """The filtered entries as CSV (formula-safe); the export itself is recorded."""
+    form = _audit_filter(request)
+    if not form.is_valid():
+        context = {"page": None, "form": form, "query": ""}
+        return render(request, "mlm/audit_list.html", context, status=400)
+    filters = {k: str(v) for k, v in form.cleaned_data.items() if v}
+    audit_record(unit=request.unit, actor=request.user, verb="audit.export", data=filters)
+    entries = selectors.audit_entries(request.unit, **form.cleaned_data)
+    rows = selectors.audit_rows(request.unit, entries.iterator(chunk_size=2000))
+    response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="audit-{request.unit.slug}.csv"'
+    return response
 
 
 @unit_view(Role.EDITOR)

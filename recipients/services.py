@@ -215,8 +215,22 @@ def recipient_export(*, recipient: Recipient, by: AbstractBaseUser | None = None
                 "reply": d.reply,
                 "sent_at": _when(d.sent_at),
                 "created_at": _when(d.created_at),
+                # What the mail providers reported about the message (bounces, opens…).
+                "events": [
+                    {
+                        "time": _when(e.occurred_at),
+                        "kind": e.kind,
+                        "bounce_kind": e.bounce_kind,
+                        "source": e.source,
+                        "description": e.description,
+                        "url": e.url,
+                    }
+                    for e in sorted(d.events.all(), key=lambda e: (e.occurred_at, e.pk))
+                ],
             }
-            for d in recipient.deliveries.select_related("campaign").order_by("created_at", "pk")
+            for d in recipient.deliveries.select_related("campaign")
+            .prefetch_related("events")
+            .order_by("created_at", "pk")
         ],
         "suppressions": [
             {
@@ -270,6 +284,7 @@ def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> Non
     events = anonymise_events(recipient=held)
     # Deliveries stay as facts (I4); a server's reply may quote the address, so it goes.
     held.deliveries.exclude(reply="").update(reply="", updated_at=timezone.now())
+    _blank_delivery_events(recipient=held, email_hash=digest)
     suppress_erased(email_hash=digest, by=by)
     copies = [
         m.pk
@@ -294,6 +309,23 @@ def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> Non
         },
     )
     recipient.refresh_from_db()
+
+
+def _blank_delivery_events(*, recipient: Recipient, email_hash: str) -> int:
+    """Blank what mail providers said about an erased recipient's messages (their explanations
+    and clicked links may quote the address or carry personal tokens); the events stay as facts
+    (I4, I9). Events that matched no delivery are found by the keyed hash of the address."""
+    from campaigns.models import DeliveryEvent
+
+    said = ~Q(description="") | ~Q(url="")
+    # Two statements, so that each uses its index (by delivery; unmatched ones by address).
+    blanked = DeliveryEvent.objects.filter(said, delivery__recipient=recipient).update(
+        description="", url=""
+    )
+    blanked += DeliveryEvent.objects.filter(
+        said, delivery__isnull=True, email_hash=email_hash
+    ).update(description="", url="")
+    return blanked
 
 
 @transaction.atomic

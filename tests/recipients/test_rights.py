@@ -12,7 +12,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns.models import Delivery, DeliveryStatus
+from campaigns.models import BounceKind, Delivery, DeliveryEvent, DeliveryStatus, EventKind
 from consent.models import (
     ERASED_EVIDENCE,
     Channel,
@@ -163,13 +163,24 @@ def person(world, admin_client):
     message.mlm_unit_id = world.unit.pk
     get_connection("mlm.mail.OutboxBackend").send_messages([message])
     mailing = campaign_factory(world)
-    Delivery.objects.create(
+    delivery = Delivery.objects.create(
         campaign=mailing,
         unit=world.unit,
         recipient=recipient,
         email_hash=recipient.email_hash,
         status=DeliveryStatus.FAILED,
         reply=f"550 5.1.1 <{ADDRESS}>: mailbox unavailable",
+    )
+    DeliveryEvent.objects.create(
+        source="sendgrid",
+        event_key="evt-rights-1",
+        kind=EventKind.BOUNCED,
+        bounce_kind=BounceKind.HARD,
+        delivery=delivery,
+        campaign=mailing,
+        unit=world.unit,
+        occurred_at=timezone.now(),
+        description=f"550 5.1.1 The email account <{ADDRESS}> does not exist",
     )
     recipient.refresh_from_db()
     return recipient
@@ -191,6 +202,9 @@ def test_it_exports_everything_held_with_the_consent_history(world, person):
         ("Spring news", "failed")
     ]
     assert ADDRESS in data["deliveries"][0]["reply"]
+    [event] = data["deliveries"][0]["events"]
+    assert (event["kind"], event["bounce_kind"], event["source"]) == ("bounced", "hard", "sendgrid")
+    assert ADDRESS in event["description"]
     history = data["consent_events"]
     assert [(e["action"], e["dm_type"]) for e in history] == [
         ("grant", "Event invitations"),
