@@ -4,6 +4,7 @@ byte for byte dkimpy's, and signatures that verify against the published record.
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 from unittest import mock
 
@@ -25,7 +26,9 @@ from mlm.dkim import (
     generate_key_pair,
     public_key_base64,
     pure_relaxed_body,
+    pure_relaxed_headers,
     relaxed_body,
+    relaxed_headers,
     signer_for,
     signer_for_domain,
     zone_file_line,
@@ -81,9 +84,18 @@ def key_pair() -> tuple[bytes, str]:
 
 def dkimpy_alone():
     """dkimpy as shipped: its own RSA (a PEM key takes that path) and its own canonicalisation."""
-    return mock.patch.object(
-        canonicalization.Relaxed, "canonicalize_body", staticmethod(pure_relaxed_body)
+    stack = contextlib.ExitStack()
+    stack.enter_context(
+        mock.patch.object(
+            canonicalization.Relaxed, "canonicalize_body", staticmethod(pure_relaxed_body)
+        )
     )
+    stack.enter_context(
+        mock.patch.object(
+            canonicalization.Relaxed, "canonicalize_headers", staticmethod(pure_relaxed_headers)
+        )
+    )
+    return stack
 
 
 def built_message() -> bytes:
@@ -153,6 +165,15 @@ def test_it_signs_messages_with_bare_line_feeds_as_dkimpy_does(key_pair):
 @given(body=st.binary(max_size=200) | st.text(" \t\r\na=", max_size=60).map(str.encode))
 def test_the_relaxed_body_shortcut_agrees_with_dkimpy(body):
     assert relaxed_body(body) == pure_relaxed_body(body)
+
+
+_HEADER_BYTES = st.binary(max_size=60) | st.text(" \t\r\na=:", max_size=40).map(str.encode)
+
+
+@hypothesis_settings(max_examples=300, deadline=None)
+@given(headers=st.lists(st.tuples(_HEADER_BYTES, _HEADER_BYTES), max_size=4))
+def test_the_relaxed_header_shortcut_agrees_with_dkimpy(headers):
+    assert relaxed_headers(headers) == pure_relaxed_headers(headers)
 
 
 def test_it_verifies_against_the_published_record_and_covers_the_list_headers(db):
