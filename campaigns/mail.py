@@ -231,6 +231,11 @@ class CampaignMessages:
             extra_headers=[("Precedence", "bulk")],
         )
         self.signer = signer_for_domain(domain) if sign else None
+        from campaigns.selectors import unit_settings
+
+        # Open and click tracking is the ESP's (anymail's track_opens/track_clicks), off unless
+        # the unit turned it on: said explicitly, so an ESP account's default cannot turn it on.
+        self.tracking = unit_settings(unit).tracking_enabled
         self.metadata_campaign = str(campaign.code)
         self.metadata_unit = unit.slug
         self.unit_id = campaign.unit_id
@@ -271,6 +276,7 @@ class CampaignMessages:
             },
         )
         message.mlm_unit_id = self.unit_id
+        message.track_opens = message.track_clicks = self.tracking
         return message
 
 

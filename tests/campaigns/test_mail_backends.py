@@ -221,3 +221,23 @@ def test_the_system_check_names_a_backend_that_cannot_be_loaded(settings):
     settings.MLM_MAIL_BACKENDS = {"esp": ESP, "relay2": "nowhere.backends.Relay"}
     (error,) = check_mail_backends_import(None)
     assert error.id == "mlm.E002" and "relay2 (nowhere.backends.Relay)" in error.msg
+
+
+def test_the_esp_is_told_not_to_track_unless_the_unit_turned_tracking_on(world, backends):
+    """Open and click tracking is off by default, said explicitly to the ESP (its account
+    default cannot turn it on); a unit that turns it on has its ESP track."""
+    from campaigns.models import UnitCampaignSettings
+
+    _choose(world.unit, world.alice, "esp")
+    dispatch.batch_send(campaign_id=_started(world, world.unit, 1).pk)
+    [untracked] = mail.outbox
+    assert untracked.anymail_test_params["track_opens"] is False
+    assert untracked.anymail_test_params["track_clicks"] is False
+
+    UnitCampaignSettings.objects.filter(unit=world.unit).update(tracking_enabled=True)
+    mail.outbox.clear()
+    later = _started(world, world.unit, 1)
+    dispatch.batch_send(campaign_id=later.pk)
+    [tracked] = mail.outbox
+    assert tracked.anymail_test_params["track_opens"] is True
+    assert tracked.anymail_test_params["track_clicks"] is True
