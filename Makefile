@@ -41,7 +41,7 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 
 bench: $(VENV)/.installed-dev
-	@set -e; for b in bench/*.py; do \
+	@set -e; for b in bench/[!_]*.py; do \
 		echo "== $$b"; \
 		DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 			$(BIN)/python $$b; \

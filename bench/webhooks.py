@@ -33,20 +33,21 @@ import base64
 import json
 import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 import uuid
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
+from _served import (
+    Exchange,
+    cpu_seconds,
+    drop_database,
+    health_bytes,
+    prepare,
+    seed_newsletter,
+    start_gunicorn,
+    stop,
+)
+
 BENCH_DB = "mlm_bench_webhooks"
 WORKERS = int(os.environ.get("BENCH_WORKERS", "4"))
 CONNECTIONS = 8
@@ -61,62 +62,12 @@ SHARES = {"bounce": 0.03, "blocked": 0.02, "spamreport": 0.005, "unsubscribe": 0
 SES_SHARES = {"Bounce": 0.03, "Complaint": 0.005}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def bench_env(port: int) -> dict[str, str]:
-    source = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mlm")
-    parts = urlsplit(source)
-    if not parts.scheme.startswith("postgres"):
-        sys.exit("bench/webhooks.py needs DATABASE_URL to point at PostgreSQL")
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=urlunsplit(parts._replace(path="/" + BENCH_DB)),
-        REDIS_URL=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15"),
-        DEBUG="0",
-        SECRET_KEY="bench-only-" + "k" * 50,
-        MLM_ADDRESS_HASH_KEY="bench-only-address-hash-key",
-        MLM_DKIM_ENCRYPTION_KEY=base64.urlsafe_b64encode(
-            b"bench-only-dkim-key-32-bytes-ok!"
-        ).decode(),
-        SITE_URL=f"http://127.0.0.1:{port}",
-        ALLOWED_HOSTS="127.0.0.1",
-        ANYMAIL_WEBHOOK_SECRET=SECRET,
-        CONN_MAX_AGE="600",
-        LOG_LEVEL="WARNING",
-        EMAIL_BACKEND="console",
-        DJANGO_SETTINGS_MODULE="mlm.settings",
-    )
-    return env
-
-
-def recreate_database(env: dict[str, str]) -> None:
-    import psycopg
-
-    parts = urlsplit(env["DATABASE_URL"])
-    admin = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-
-
-def drop_database(env: dict[str, str]) -> None:
-    import psycopg
-
-    parts = urlsplit(env["DATABASE_URL"])
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-
-
 def seed(count: int) -> tuple[str, list[tuple[int, str]]]:
     """One unit, a newsletter every recipient granted, a sending campaign with one sent delivery
     per recipient. Answers the campaign's code and (delivery id, ESP message id) per recipient.
 
-    Grants are written in bulk as `consent.services.grant` writes them (event, then the folded
-    subscription row); the campaign as dispatch leaves it sending, its deliveries in bulk.
+    Grants are written in bulk by `_served.seed_newsletter`; the campaign as dispatch leaves it
+    sending, its deliveries in bulk.
     """
     import django
 
@@ -127,61 +78,10 @@ def seed(count: int) -> tuple[str, list[tuple[int, str]]]:
     from campaigns.demo import DEMO_BODY, DEMO_SUBJECT
     from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
     from campaigns.services import identity_create
-    from consent.models import Action, Channel, ConsentEvent, Subscription, SubscriptionState
-    from consent.services import dm_type_create
-    from mlm.services import unit_create
-    from recipients.addresses import address_hash
-    from recipients.models import Audience, Category, Recipient
+    from recipients.models import Audience
 
     with transaction.atomic():
-        unit = unit_create(
-            name="Faculty of Engineering",
-            slug="engineering",
-            postal_address="1 University Road, Hong Kong",
-            by=None,
-        )
-        newsletter = dm_type_create(
-            unit=unit, key="newsletter", name="Newsletter", notice_text="Monthly news.", by=None
-        )
-        emails = [f"reader{i}@example.com" for i in range(count)]
-        recipients = Recipient.objects.bulk_create(
-            (
-                Recipient(
-                    unit=unit, email=e, email_hash=address_hash(e), category=Category.EXTERNAL
-                )
-                for e in emails
-            ),
-            batch_size=5000,
-        )
-        events = ConsentEvent.objects.bulk_create(
-            (
-                ConsentEvent(
-                    unit=unit,
-                    recipient=r,
-                    dm_type=newsletter,
-                    action=Action.GRANT,
-                    channel=Channel.IMPORT,
-                    evidence="Bench seed: newsletter sign-up sheet",
-                    notice=newsletter.current_notice,
-                    actor_label="bench",
-                )
-                for r in recipients
-            ),
-            batch_size=5000,
-        )
-        Subscription.objects.bulk_create(
-            (
-                Subscription(
-                    unit=unit,
-                    recipient=e.recipient,
-                    dm_type=newsletter,
-                    state=SubscriptionState.GRANTED,
-                    event=e,
-                )
-                for e in events
-            ),
-            batch_size=5000,
-        )
+        unit, newsletter, recipients = seed_newsletter(count)
         identity = identity_create(
             unit=unit, name=unit.name, email="news@engineering.example.edu", by=None
         )
@@ -345,23 +245,6 @@ def http_post(port: int, path: str, body: bytes, content_type: str, headers: str
     ).encode() + body
 
 
-class _Exchange(asyncio.Protocol):
-    """One request on its own connection; done when the server closes it (Connection: close)."""
-
-    def __init__(self, payload: bytes, done: asyncio.Future) -> None:
-        self.payload, self.done, self.received = payload, done, bytearray()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.write(self.payload)
-
-    def data_received(self, data: bytes) -> None:
-        self.received += data
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.done.set_result(bytes(self.received))
-
-
 async def closed_loop(port: int, requests: list[bytes]) -> tuple[list[float], int, float, str]:
     """Keep CONNECTIONS requests in flight until all are answered; latencies (s), errors,
     elapsed (s), and the first error's answer."""
@@ -378,7 +261,7 @@ async def closed_loop(port: int, requests: list[bytes]) -> tuple[list[float], in
             try:
                 async with asyncio.timeout(TIMEOUT):
                     transport, _ = await loop.create_connection(
-                        lambda p=payload, d=done: _Exchange(p, d), "127.0.0.1", port
+                        lambda p=payload, d=done: Exchange(p, d), "127.0.0.1", port
                     )
                     try:
                         answer = await done
@@ -490,93 +373,13 @@ def verify(plan: Plan) -> tuple[int, str]:
 # Running it -------------------------------------------------------------------------------------
 
 
-def start_gunicorn(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
-    command = [
-        str(Path(PYTHON).with_name("gunicorn")),
-        "mlm.wsgi",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(WORKERS),
-        "--backlog",
-        "2048",
-        "--timeout",
-        "60",
-        "--error-logfile",
-        str(log),
-    ]
-    with log.open("ab") as sink:
-        server = subprocess.Popen(
-            command, cwd=ROOT, env=env, start_new_session=True, stdout=sink, stderr=sink
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit(f"gunicorn exited with {server.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/", timeout=2) as r:
-                if r.status == 200:
-                    return server
-        except OSError:
-            time.sleep(0.2)
-    stop(server)
-    sys.exit(f"gunicorn did not answer within 30 s; see {log}")
-
-
-def stop(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
-def cpu_seconds(server: subprocess.Popen, env: dict[str, str]) -> tuple[float, float]:
-    """CPU time so far of the gunicorn workers and of their PostgreSQL backends."""
-    import psycopg
-
-    workers = subprocess.run(
-        ["pgrep", "-P", str(server.pid)], capture_output=True, text=True, check=False
-    ).stdout.split()
-    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
-        backends = [
-            str(row[0])
-            for row in conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                [BENCH_DB],
-            )
-        ]
-
-    def ticks(pids: list[str]) -> int:
-        total = 0
-        for pid in pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total += int(fields[11]) + int(fields[12])  # utime + stime
-        return total
-
-    hz = os.sysconf("SC_CLK_TCK")
-    return ticks(workers) / hz, ticks(backends) / hz
-
-
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[int(share * (len(ordered) - 1))] * 1000
 
 
 def main() -> None:
-    port = free_port()
-    env = bench_env(port)
-    os.environ.update(env)
-    sys.path.insert(0, str(ROOT))
-    recreate_database(env)
-    subprocess.run(
-        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
-    )
+    port, env = prepare(BENCH_DB, "bench/webhooks.py", ANYMAIL_WEBHOOK_SECRET=SECRET)
     count = BATCHED_EVENTS + SINGLE_EVENTS
     print(f"seeding {count} recipients, each with a sent delivery", flush=True)
     campaign, deliveries = seed(count)
@@ -603,21 +406,19 @@ def main() -> None:
         )
         for n in notifications
     ]
-    log = Path(tempfile.mkdtemp(prefix="mlm-bench-")) / "gunicorn.log"
-    server = start_gunicorn(env, port, log)
+    server, log = start_gunicorn(env, port, workers=WORKERS, timeout=60, output_to_log=True)
     try:
         print(f"gunicorn: {WORKERS} sync workers on 127.0.0.1:{port}", flush=True)
         load = os.getloadavg()
-        cpu_0 = cpu_seconds(server, env)
+        cpu_0 = cpu_seconds(server, env, BENCH_DB)
         b_lat, b_errors, b_elapsed, b_first = asyncio.run(closed_loop(port, batched))
-        cpu_1 = cpu_seconds(server, env)
+        cpu_1 = cpu_seconds(server, env, BENCH_DB)
         s_lat, s_errors, s_elapsed, s_first = asyncio.run(closed_loop(port, singles))
-        cpu_2 = cpu_seconds(server, env)
+        cpu_2 = cpu_seconds(server, env, BENCH_DB)
         # Baseline in the same run: the cheapest page (/health/, one query) in the same closed
         # loop, so that a busy machine shows itself in the detail line.
-        health = f"GET /health/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-        _, h_errors, h_elapsed, _ = asyncio.run(closed_loop(port, [health.encode()] * 2000))
-        cpu_3 = cpu_seconds(server, env)
+        _, h_errors, h_elapsed, _ = asyncio.run(closed_loop(port, [health_bytes(port)] * 2000))
+        cpu_3 = cpu_seconds(server, env, BENCH_DB)
         load_after = os.getloadavg()
     finally:
         stop(server)
@@ -642,7 +443,7 @@ def main() -> None:
         + (f"; first error: {b_first or s_first!r}" if b_first or s_first else ""),
         flush=True,
     )
-    drop_database(env)
+    drop_database(env, BENCH_DB)
     print(
         f"webhooks: {events_per_s:.0f} events/s batched, {singles_per_s:.0f} req/s single-event, "
         f"{errors} errors, p99 {p99:.0f} ms"
