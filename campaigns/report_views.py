@@ -88,35 +88,37 @@ def campaign_report_csv(request: UnitRequest, campaign_code: UUID) -> HttpRespon
     return response
 
 
+def _weekly_chart(title: str, description: str, weekly) -> Chart:
+    """A line a series of a report's weekly figures (grants, withdrawals, list members)."""
+    return line_chart(
+        title=title,
+        description=description,
+        labels=weekly.labels,
+        tick_labels=weekly.tick_labels,
+        series=[Series(name, values) for name, values in weekly.series.items()],
+        value_label="Week",
+    )
+
+
 def _unit_charts(report: reports.UnitReport) -> dict[str, Chart]:
     consent, growth, trend = report.consent, report.lists, report.complaints
     history = list(reversed(report.campaigns[:12]))
     return {
-        "grants": line_chart(
-            title="Grants per week by DM type",
-            description=f"Consent grants recorded each week of the last {report.weeks} weeks.",
-            labels=consent.grants.labels,
-            tick_labels=consent.grants.tick_labels,
-            series=[Series(name, v) for name, v in consent.grants.series.items()],
-            value_label="Week",
+        "grants": _weekly_chart(
+            "Grants per week by DM type",
+            f"Consent grants recorded each week of the last {report.weeks} weeks.",
+            consent.grants,
         ),
-        "withdrawals": line_chart(
-            title="Withdrawals per week by DM type",
-            description="Withdrawals recorded each week; “All DM types” is an unsubscribe from "
-            "everything the unit sends.",
-            labels=consent.withdrawals.labels,
-            tick_labels=consent.withdrawals.tick_labels,
-            series=[Series(name, v) for name, v in consent.withdrawals.series.items()],
-            value_label="Week",
+        "withdrawals": _weekly_chart(
+            "Withdrawals per week by DM type",
+            "Withdrawals recorded each week; “All DM types” is an unsubscribe from everything "
+            "the unit sends.",
+            consent.withdrawals,
         ),
-        "lists": line_chart(
-            title="Members per list",
-            description="Members of each list at the end of every week, by when today's members "
-            "were added.",
-            labels=growth.members.labels,
-            tick_labels=growth.members.tick_labels,
-            series=[Series(name, v) for name, v in growth.members.series.items()],
-            value_label="Week",
+        "lists": _weekly_chart(
+            "Members per list",
+            "Members of each list at the end of every week, by when today's members were added.",
+            growth.members,
         ),
         "complaints_weekly": line_chart(
             title="Complaint rate per week",
