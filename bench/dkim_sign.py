@@ -1,11 +1,11 @@
-"""DKIM-sign a newsletter message with an RSA-2048 key: our signer (dkimpy with its RSA step in
-OpenSSL and its relaxed body canonicalisation's no-op pass skipped) against dkimpy alone
-(pure-Python RSA), in one process.
+"""DKIM-sign a newsletter message with an RSA-2048 key: our signer (mlm.dkim: RSA in OpenSSL,
+canonicalisation with `bytes` methods) against dkimpy (pure-Python RSA), in one process, and
+OpenSSL's RSA step alone (the floor).
 
 The message is a ~25 kB multipart/alternative made by mlm.mailbuild, signed relaxed/relaxed over
 the headers dispatch signs. The two are interleaved in rounds, so a noisy machine slows them
 alike; CPU time of this process. The signatures are checked to be byte-identical first.
-Last line: `dkim: <ms> ms per signature with OpenSSL RSA, <ms> ms pure dkimpy`.
+Last line: `dkim: <ms> ms per signature (<ms> ms of it OpenSSL's RSA), <ms> ms pure dkimpy`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ import sys
 import time
 from pathlib import Path
 from unittest import mock
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlm.settings")
@@ -26,9 +29,8 @@ import django
 django.setup()
 
 import dkim  # noqa: E402
-from dkim import canonicalization  # noqa: E402
 
-from mlm.dkim import DKIMSigner, generate_key_pair, pure_relaxed_body  # noqa: E402
+from mlm.dkim import DKIMSigner, generate_key_pair  # noqa: E402
 from mlm.mailbuild import MessageBuilder  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "10"))
@@ -78,34 +80,34 @@ def main() -> None:
             include_headers=include,
         )
 
-    # dkimpy alone: its own RSA (a PEM key takes that path) and its own body canonicalisation.
-    pure_canonicalisation = mock.patch.object(
-        canonicalization.Relaxed, "canonicalize_body", staticmethod(pure_relaxed_body)
-    )
     with mock.patch("dkim.time.time", return_value=1748826000):
-        ours = signer.signature(message)
-        with pure_canonicalisation:
-            assert ours == pure(), "signatures differ"
+        assert signer.signature(message) == pure(), "signatures differ"
     print(f"message: {len(message):,} bytes, h={b':'.join(include).decode()}")
 
     signer.signature(message)  # warm up both
-    with pure_canonicalisation:
-        pure()
-    ours_seconds = pure_seconds = 0.0
+    pure()
+    ours_seconds = pure_seconds = rsa_seconds = 0.0
     for _ in range(ROUNDS):
         t0 = time.process_time()
         for _ in range(OURS_PER_ROUND):
             signer.signature(message)
         ours_seconds += time.process_time() - t0
-        with pure_canonicalisation:
-            t1 = time.process_time()
-            for _ in range(PURE_PER_ROUND):
-                pure()
-            pure_seconds += time.process_time() - t1
+        t1 = time.process_time()
+        for _ in range(PURE_PER_ROUND):
+            pure()
+        pure_seconds += time.process_time() - t1
+        t2 = time.process_time()
+        for _ in range(OURS_PER_ROUND):
+            signer.key.sign(message[:200], padding.PKCS1v15(), hashes.SHA256())
+        rsa_seconds += time.process_time() - t2
     ours_ms = ours_seconds / (ROUNDS * OURS_PER_ROUND) * 1000
     pure_ms = pure_seconds / (ROUNDS * PURE_PER_ROUND) * 1000
-    print(f"byte-identical signatures; {pure_ms / ours_ms:.1f}x faster with OpenSSL RSA")
-    print(f"dkim: {ours_ms:.2f} ms per signature with OpenSSL RSA, {pure_ms:.2f} ms pure dkimpy")
+    rsa_ms = rsa_seconds / (ROUNDS * OURS_PER_ROUND) * 1000
+    print(f"byte-identical signatures; {pure_ms / ours_ms:.1f}x faster than dkimpy")
+    print(
+        f"dkim: {ours_ms:.2f} ms per signature ({rsa_ms:.2f} ms of it OpenSSL's RSA), "
+        f"{pure_ms:.2f} ms pure dkimpy"
+    )
 
 
 if __name__ == "__main__":

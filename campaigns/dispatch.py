@@ -183,6 +183,11 @@ def deliveries_snapshot(*, campaign: Campaign) -> int:
     ]
     # The SELECT's placeholders come first now, then ours.
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # The plan's cost passes PostgreSQL's JIT thresholds, and compiling it took about
+            # 0.95 s of a 1.1 s snapshot of 20,000 members (bench/dispatch.py): the wait before
+            # the first mail. Interpreted, the statement itself takes no longer.
+            cursor.execute("SET LOCAL jit = off")
         cursor.execute(sql, [*params, *values])
         written = cursor.rowcount
     return written
