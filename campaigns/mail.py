@@ -265,7 +265,8 @@ class CampaignMessages:
             message_id=message_id or self.message_id(delivery_id),
         )
         if self.signer is not None:
-            built.raw = self.signer.sign(built.raw)
+            # mlm.mailbuild writes CRLF line endings only (tests/mlm/test_mailbuild.py).
+            built.raw = self.signer.sign(built.raw, crlf_only=True)
         # anymail hands metadata to the ESP, whose tracking events echo it back (feedback).
         message = self.builder.django_message(
             built,

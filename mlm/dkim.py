@@ -164,14 +164,15 @@ def relaxed_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, byt
 _NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 
 
-def _split(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+def _split(message: bytes, crlf_only: bool) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """Header fields (name, value with its CRLFs) and body, as `dkim.rfc822_parse` gives them.
 
     Our messages have CRLF line endings only and plain header names: those are split here with
-    `bytes` methods; anything else goes to dkimpy's parser.
+    `bytes` methods; anything else goes to dkimpy's parser. `crlf_only`: the caller vouches for
+    the line endings, and the two scans of the message that would check them are skipped.
     """
     head, blank, body = message.partition(b"\r\n\r\n")
-    if not blank or message.count(b"\n") != message.count(b"\r\n"):
+    if not blank or (not crlf_only and message.count(b"\n") != message.count(b"\r\n")):
         return _parsed(message)
     headers: list[list[bytes]] = []
     for line in head.split(b"\r\n"):
@@ -246,9 +247,10 @@ class DKIMSigner:
             + [name for name in self.oversigned if name in present]
         )
 
-    def signature(self, message: bytes) -> bytes:
-        """The DKIM-Signature header field for `message` (CRLF line endings), ending in CRLF."""
-        headers, body = _split(message)
+    def signature(self, message: bytes, *, crlf_only: bool = False) -> bytes:
+        """The DKIM-Signature header field for `message`, ending in CRLF. `crlf_only`: the
+        caller vouches that every line ends in CRLF, as in mlm.mailbuild's messages."""
+        headers, body = _split(message, crlf_only)
         include = self.include_headers(name for name, _ in headers)
         body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest())
         tags = b"%s; t=%d; h=%s; bh=%s; b=" % (
@@ -270,9 +272,9 @@ class DKIMSigner:
         value = dkim.fold(tags + b + b"\r\n", namelen=len(_SIGNATURE_NAME))
         return _SIGNATURE_NAME + b": " + value
 
-    def sign(self, message: bytes) -> bytes:
-        """`message` with its DKIM-Signature header prepended."""
-        return self.signature(message) + message
+    def sign(self, message: bytes, *, crlf_only: bool = False) -> bytes:
+        """`message` with its DKIM-Signature header prepended (`crlf_only`: see `signature`)."""
+        return self.signature(message, crlf_only=crlf_only) + message
 
 
 @functools.lru_cache(maxsize=64)
