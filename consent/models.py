@@ -96,18 +96,30 @@ class ConsentEvent(models.Model):
     a role ("recipient", "system"), never the recipient, so that nothing else needs changing.
     """
 
+    # The ledger is read by unit (reports) and by recipient (consent_recipient_latest), never by
+    # DM type, notice or actor; DM types and notices are never deleted and actors are not
+    # constrained, so no PROTECT looks their events up. Each index would cost every import an
+    # entry per event.
     unit = models.ForeignKey(SenderUnit, on_delete=models.PROTECT, related_name="+")
     recipient = models.ForeignKey(
-        "recipients.Recipient", on_delete=models.PROTECT, related_name="consent_events"
+        "recipients.Recipient",
+        on_delete=models.PROTECT,
+        related_name="consent_events",
+        db_index=False,
     )
     dm_type = models.ForeignKey(
-        DMType, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        DMType, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     action = models.CharField(max_length=10, choices=Action.choices)
     channel = models.CharField(max_length=20, choices=Channel.choices)
     evidence = models.TextField(blank=True)
     notice = models.ForeignKey(
-        DMTypeNotice, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        DMTypeNotice,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -116,6 +128,7 @@ class ConsentEvent(models.Model):
         on_delete=models.DO_NOTHING,
         db_constraint=False,
         related_name="+",
+        db_index=False,
     )
     actor_label = models.CharField(max_length=150)
     ip_address = models.GenericIPAddressField(null=True, blank=True)
@@ -153,14 +166,24 @@ class Subscription(models.Model):
     """
 
     unit = models.ForeignKey(SenderUnit, on_delete=models.PROTECT, related_name="+")
+    # Kept: the partial unique indexes below cannot serve a plain `recipient_id = X`.
     recipient = models.ForeignKey(
         "recipients.Recipient", on_delete=models.CASCADE, related_name="subscriptions"
     )
+    # subscription_by_type leads with it.
     dm_type = models.ForeignKey(
-        DMType, null=True, blank=True, on_delete=models.PROTECT, related_name="subscriptions"
+        DMType,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="subscriptions",
+        db_index=False,
     )
     state = models.CharField(max_length=10, choices=SubscriptionState.choices)
-    event = models.ForeignKey(ConsentEvent, on_delete=models.PROTECT, related_name="+")
+    # Nothing looks rows up by event, and events are never deleted (I4).
+    event = models.ForeignKey(
+        ConsentEvent, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     objects = UnitScopedQuerySet.as_manager()
