@@ -121,8 +121,6 @@ def zone_file_line(name: str, value: str) -> str:
 # --- signing ------------------------------------------------------------------------------------
 
 
-pure_relaxed_body = canonicalization.Relaxed.canonicalize_body
-pure_relaxed_headers = canonicalization.Relaxed.canonicalize_headers
 _RUNS = re.compile(rb"  +")
 
 
