@@ -82,11 +82,12 @@ def defects(message) -> list:
 def display_name(raw: bytes, header: str) -> str:
     """The display name in `header`, decoded as RFC 2047 §6.2 says: whitespace between two
     adjacent encoded-words is not part of the text. Python's parser before 3.14 keeps it in
-    address headers (CPython gh-128110), for its own generator's output too, so a name long
-    enough for two encoded-words is decoded here with `email.header`, which follows the RFC."""
+    address headers (CPython gh-128110), for its own generator's output too, and it turns a run
+    of blanks inside an encoded-word into one space, so an encoded name is decoded here with
+    `email.header`, which follows the RFC. (The builder encodes every name holding "=?".)"""
     value = BytesParser(policy=compat32).parsebytes(raw)[header]
     phrase = re.sub(r"\s+", " ", value).rsplit("<", 1)[0].strip()
-    if phrase.count("=?utf-8?b?") < 2:
+    if "=?utf-8?b?" not in phrase:
         return parse(raw)[header].addresses[0].display_name
     return "".join(part.decode(charset) for part, charset in decode_header(phrase))
 
