@@ -245,15 +245,18 @@ class DKIMSigner:
             + [name for name in self.oversigned if name in present]
         )
 
-    def signature(self, message: bytes, *, crlf_only: bool = False) -> bytes:
+    def signature(
+        self, message: bytes, *, crlf_only: bool = False, now: int | None = None
+    ) -> bytes:
         """The DKIM-Signature header field for `message`, ending in CRLF. `crlf_only`: the
-        caller vouches that every line ends in CRLF, as in mlm.mailbuild's messages."""
+        caller vouches that every line ends in CRLF, as in mlm.mailbuild's messages. `now`: the
+        signing time (t=) in Unix seconds, if not the current one."""
         headers, body = _split(message, crlf_only)
         include = self.include_headers(name for name, _ in headers)
         body_hash = base64.b64encode(hashlib.sha256(relaxed_body(body)).digest())
         tags = b"%s; t=%d; h=%s; bh=%s; b=" % (
             self._head,
-            int(time.time()),
+            int(time.time()) if now is None else now,
             b" : ".join(include),
             body_hash,
         )

@@ -94,25 +94,31 @@ def built_message() -> bytes:
     ).raw
 
 
+def dkimpy_signature(signer: DKIMSigner, message: bytes, pem: bytes) -> tuple[bytes, int]:
+    """dkimpy's own signature of `message` with the signer's domain, selector and headers, and
+    the signing time (t=) it wrote, for ours to sign at the same second."""
+    include = signer.include_headers(name for name, _ in dkim.rfc822_parse(message)[0])
+    signed = dkim.sign(
+        message,
+        signer.selector,
+        signer.domain,
+        pem,
+        canonicalize=(b"relaxed", b"relaxed"),
+        include_headers=include,
+    )
+    return signed, int(re.search(rb"; t=(\d+);", signed)[1])
+
+
 @pytest.mark.parametrize("message", [MESSAGE, built_message()], ids=["plain", "built"])
 def test_it_signs_byte_for_byte_what_dkimpy_alone_signs(key_pair, message):
     pem, _ = key_pair
     signer = DKIMSigner(domain="eng.example.edu", selector="mlm1", private_key_pem=pem)
-    include = signer.include_headers(name for name, _ in dkim.rfc822_parse(message)[0])
-    with mock.patch("dkim.time.time", return_value=1748826000):
-        expected = dkim.sign(
-            message,
-            b"mlm1",
-            b"eng.example.edu",
-            pem,
-            canonicalize=(b"relaxed", b"relaxed"),
-            include_headers=include,
-        )
-        # dkimpy's pure-Python RSA is not called on our path: OpenSSL does that step.
-        with mock.patch("dkim.crypto.rsa_decrypt", side_effect=AssertionError("pure RSA")):
-            ours = signer.signature(message)
-        # Both messages have CRLF line endings only: vouching for it changes nothing.
-        assert signer.signature(message, crlf_only=True) == expected
+    expected, now = dkimpy_signature(signer, message, pem)
+    # dkimpy's pure-Python RSA is not called on our path: OpenSSL does that step.
+    with mock.patch("dkim.crypto.rsa_decrypt", side_effect=AssertionError("pure RSA")):
+        ours = signer.signature(message, now=now)
+    # Both messages have CRLF line endings only: vouching for it changes nothing.
+    assert signer.signature(message, crlf_only=True, now=now) == expected
     assert ours == expected
     assert ours.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed;")
     assert ours.endswith(b"\r\n")
@@ -122,17 +128,8 @@ def test_it_signs_messages_with_bare_line_feeds_as_dkimpy_does(key_pair):
     pem, _ = key_pair
     message = MESSAGE.replace(b"\r\n", b"\n")
     signer = DKIMSigner(domain="eng.example.edu", selector="mlm1", private_key_pem=pem)
-    include = signer.include_headers(name for name, _ in dkim.rfc822_parse(message)[0])
-    with mock.patch("dkim.time.time", return_value=1748826000):
-        expected = dkim.sign(
-            message,
-            b"mlm1",
-            b"eng.example.edu",
-            pem,
-            canonicalize=(b"relaxed", b"relaxed"),
-            include_headers=include,
-        )
-        assert signer.signature(message) == expected
+    expected, now = dkimpy_signature(signer, message, pem)
+    assert signer.signature(message, now=now) == expected
 
 
 @pytest.fixture(scope="module")
@@ -165,17 +162,8 @@ def test_it_signs_any_message_as_dkimpy_does(small_key, fields, body, domain, se
     )
     message = head + b"\r\n" + body
     signer = DKIMSigner(domain=domain, selector=selector, private_key_pem=small_key)
-    include = signer.include_headers(name for name, _ in dkim.rfc822_parse(message)[0])
-    with mock.patch("dkim.time.time", return_value=1748826000):
-        expected = dkim.sign(
-            message,
-            selector.encode(),
-            domain.encode(),
-            small_key,
-            canonicalize=(b"relaxed", b"relaxed"),
-            include_headers=include,
-        )
-        assert signer.signature(message) == expected
+    expected, now = dkimpy_signature(signer, message, small_key)
+    assert signer.signature(message, now=now) == expected
 
 
 @hypothesis_settings(max_examples=300, deadline=None)
