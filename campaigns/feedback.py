@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.utils import timezone
 
 from campaigns.models import BounceKind, Campaign, Delivery, DeliveryEvent, EventKind
@@ -114,8 +114,6 @@ def _cursor():
     """A cursor that sends the parameters apart from the statement (server-side binding) on
     PostgreSQL: Django's default quotes them into the SQL text in Python, which for a batch's
     arrays cost more than the database's work."""
-    if connection.vendor != "postgresql":
-        return connection.cursor()
     from django.db.backends.postgresql.base import ServerBindingCursor
 
     connection.close_if_health_check_failed()  # as connection.cursor() does
@@ -136,31 +134,14 @@ def _match(events: Sequence[Feedback]) -> list[_Match | None]:
     if not refs and not ids:
         return [None] * len(events)
     by_pk, by_provider, by_message = {}, {}, {}
-    if connection.vendor == "postgresql":
-        parts = [("ref", refs)] if refs else []
-        if ids:
-            parts += [("provider", ids), ("message", ids)]
-        where = " OR ".join(_MATCH_BY[name] for name, _ in parts)
-        sql = f"SELECT {_MATCH_COLUMNS} FROM {Delivery._meta.db_table} WHERE {where}"  # noqa: S608
-        with _cursor() as cursor:
-            cursor.execute(sql, [values for _, values in parts])
-            rows = cursor.fetchall()
-    else:  # the embedded default (SQLite) has no arrays
-        rows = (
-            Delivery.objects.filter(
-                Q(pk__in=refs) | Q(provider_message_id__in=ids) | Q(message_id__in=ids)
-            )
-            .order_by()
-            .values_list(
-                "pk",
-                "campaign_id",
-                "unit_id",
-                "recipient_id",
-                "email_hash",
-                "provider_message_id",
-                "message_id",
-            )
-        )
+    parts = [("ref", refs)] if refs else []
+    if ids:
+        parts += [("provider", ids), ("message", ids)]
+    where = " OR ".join(_MATCH_BY[name] for name, _ in parts)
+    sql = f"SELECT {_MATCH_COLUMNS} FROM {Delivery._meta.db_table} WHERE {where}"  # noqa: S608
+    with _cursor() as cursor:
+        cursor.execute(sql, [values for _, values in parts])
+        rows = cursor.fetchall()
     for pk, campaign_id, unit_id, recipient_id, email_hash, provider_id, message_id in rows:
         match = _Match(pk, campaign_id, unit_id, recipient_id, email_hash)
         by_pk[pk] = match
@@ -234,26 +215,16 @@ def _insert(rows: list[tuple]) -> set[tuple[str, str]]:
     conflict = " ON CONFLICT (source, event_key) DO NOTHING RETURNING source, event_key"
     # Only our own table and column names are interpolated; values are parameters.
     with _cursor() as cursor:
-        if connection.vendor == "postgresql":
-            record = ", ".join(f"{c} {t}" for c, t in zip(_COLUMNS, _TYPES, strict=True))
-            sql = (
-                f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608
-                f"FROM json_to_recordset(%s::json) AS r({record}){conflict}"
-            )
-            document = json.dumps(
-                [dict(zip(_COLUMNS, row, strict=True)) for row in rows], default=_json_time
-            )
-            cursor.execute(sql, [document])
-            return set(cursor.fetchall())
-        written: set[tuple[str, str]] = set()
-        row_sql = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
-        for start in range(0, len(rows), _CHUNK):
-            chunk = rows[start : start + _CHUNK]
-            values = ", ".join([row_sql] * len(chunk))
-            sql = f"INSERT INTO {table} ({columns}) VALUES {values}{conflict}"  # noqa: S608
-            cursor.execute(sql, [value for row in chunk for value in row])
-            written.update(cursor.fetchall())
-        return written
+        record = ", ".join(f"{c} {t}" for c, t in zip(_COLUMNS, _TYPES, strict=True))
+        sql = (
+            f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608
+            f"FROM json_to_recordset(%s::json) AS r({record}){conflict}"
+        )
+        document = json.dumps(
+            [dict(zip(_COLUMNS, row, strict=True)) for row in rows], default=_json_time
+        )
+        cursor.execute(sql, [document])
+        return set(cursor.fetchall())
 
 
 def _json_time(value: datetime) -> str:
@@ -264,7 +235,7 @@ def feedback_record(events: Sequence[Feedback]) -> FeedbackResult:
     """Store each event once and apply its effect once (I4: the events are append-only facts;
     I6: a complaint or an unsubscribe stops the rest of the campaign at once).
 
-    Matching and writing are bulk (one lookup, one INSERT per 500 events); campaign rows are
+    Matching and writing are bulk (one lookup, one INSERT); campaign rows are
     neither locked nor updated unless the circuit breaker pauses one. Events and their effects
     are written in one transaction; a batch without bounces, complaints or unsubscribes needs
     none (its one INSERT is atomic), which spares the busiest requests two round trips.

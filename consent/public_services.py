@@ -164,7 +164,7 @@ def one_click_withdraw(
     A token we did not sign never gets here; one whose recipient was erased or whose DM type is
     gone changes nothing. Tokens for "every DM type" take the general path.
     """
-    if data.dm_type_code is None or connection.vendor != "postgresql":
+    if data.dm_type_code is None:
         target = public_target_lean_for(data)
         if target is not None:
             recipient_unsubscribe(

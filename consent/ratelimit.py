@@ -21,7 +21,6 @@ from collections.abc import Callable
 from functools import lru_cache, wraps
 
 from django.conf import settings
-from django.core.cache import caches
 from django.http import HttpRequest, HttpResponse
 from redis import Redis
 
@@ -29,7 +28,6 @@ log = logging.getLogger(__name__)
 
 _RATE = re.compile(r"(\d+)/(\d*)([smhd])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_REDIS_BACKEND = "django.core.cache.backends.redis.RedisCache"
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
@@ -82,24 +80,12 @@ def _hits(keys: list[tuple[str, int]]) -> list[tuple[int, int]]:
     """Count one hit on each (key, period) in its window, in one round trip: for each, (hits so
     far, seconds until the window ends)."""
     alias = getattr(settings, "MLM_RATE_LIMIT_CACHE", "default")
-    config = settings.CACHES[alias]
-    if config["BACKEND"] == _REDIS_BACKEND:
-        location = config["LOCATION"]
-        location = location[0] if isinstance(location, list | tuple) else location
-        answers = _count_script(location)(
-            keys=[key for key, _ in keys], args=[period for _, period in keys]
-        )
-        return [(answers[2 * i], answers[2 * i + 1]) for i in range(len(keys))]
-    cache = caches[alias]  # the embedded default: a per-process memory cache
-    counts = []
-    for key, period in keys:
-        cache.add(key, 0, period)
-        try:
-            counts.append((cache.incr(key), period))
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, period)
-            counts.append((1, period))
-    return counts
+    location = settings.CACHES[alias]["LOCATION"]
+    location = location[0] if isinstance(location, list | tuple) else location
+    answers = _count_script(location)(
+        keys=[key for key, _ in keys], args=[period for _, period in keys]
+    )
+    return [(answers[2 * i], answers[2 * i + 1]) for i in range(len(keys))]
 
 
 def exceeded_any(checks: list[tuple[str, str]]) -> int | None:

@@ -343,10 +343,8 @@ def anonymise_events(*, recipient: Recipient) -> int:
     if recipient.status != RecipientStatus.ERASED:
         raise ConsentError("Only an erased recipient's consent events are anonymised.")
     events = ConsentEvent.objects.filter(recipient_id=recipient.pk)
-    postgres = connection.vendor == "postgresql"
     with connection.cursor() as cursor:
-        if postgres:
-            cursor.execute("SELECT set_config('mlm.erasure', 'on', true)")
+        cursor.execute("SELECT set_config('mlm.erasure', 'on', true)")
         try:
             changed = events.update(
                 ip_address=None,
@@ -354,9 +352,8 @@ def anonymise_events(*, recipient: Recipient) -> int:
                 evidence=Case(When(evidence="", then=Value("")), default=Value(ERASED_EVIDENCE)),
             )
         finally:
-            if postgres:
-                # Closed again at once: nothing later in an enclosing transaction may use it.
-                cursor.execute("SELECT set_config('mlm.erasure', 'off', true)")
+            # Closed again at once: nothing later in an enclosing transaction may use it.
+            cursor.execute("SELECT set_config('mlm.erasure', 'off', true)")
     return changed
 
 

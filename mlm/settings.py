@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import secrets
 from pathlib import Path
@@ -12,6 +13,7 @@ import dj_database_url
 from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
+from mlm.embedded import Paths as EmbeddedPaths
 from mlm.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -19,7 +21,8 @@ VAR_DIR = Path(
     env_str(
         "MLM_VAR_DIR",
         str(BASE_DIR / "var"),
-        "Folder for the embedded default's local state: SQLite file, queue, development key.",
+        "Folder for the embedded default's local state: its PostgreSQL and Redis data, uploads, "
+        "logs, development keys.",
     )
 )
 
@@ -102,9 +105,13 @@ SECRET_KEY_FALLBACKS = env_list(
     "Earlier SECRET_KEYs, comma-separated: links in old mails keep working after a rotation.",
 )
 
+# Without SITE_URL, links in mails follow the address `make run` serves (HOST, PORT).
+_run_host = os.environ.get("HOST", "127.0.0.1")
+if _run_host in {"", "0.0.0.0", "::"}:  # noqa: S104 -- listening everywhere; link to loopback
+    _run_host = "127.0.0.1"
 SITE_URL = env_str(
     "SITE_URL",
-    "http://127.0.0.1:8000",
+    f"http://{_run_host}:{os.environ.get('PORT', '8000')}",
     "Public base URL of the app, used for absolute links in mails (https in production).",
     production=True,
 ).rstrip("/")
@@ -185,26 +192,31 @@ TEMPLATES = [
     },
 ]
 
+# Without DATABASE_URL and REDIS_URL, the embedded default: PostgreSQL and Redis from pip wheels,
+# run by `manage.py run_embedded` under the var folder (mlm.embedded). The same engine as
+# production, so there is one SQL dialect everywhere.
+EMBEDDED = EmbeddedPaths(VAR_DIR)
 DATABASE_URL = env_str(
     "DATABASE_URL",
-    f"sqlite:///{VAR_DIR / 'mlm.sqlite3'}",
-    "Database, e.g. postgres://user:pass@host:5432/mlm. Default: an SQLite file (embedded).",
+    "",
+    "Database, e.g. postgres://user:pass@host:5432/mlm. Empty: the embedded PostgreSQL that "
+    "`make run` starts under MLM_VAR_DIR.",
     production=True,
 )
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    # WAL and immediate transactions let the web process and the worker share the file.
-    DATABASES["default"]["OPTIONS"] = {
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
-    }
-else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env_int(
-        "CONN_MAX_AGE", 60, "Seconds a database connection is kept for reuse."
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)
+    if DATABASE_URL
+    else EMBEDDED.database_settings()
+}
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured(
+        f"DATABASE_URL must name a PostgreSQL database (postgres://...), not {DATABASE_URL!r}: "
+        "MLM speaks one SQL dialect. Leave it empty for the embedded PostgreSQL."
     )
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"]["CONN_MAX_AGE"] = env_int(
+    "CONN_MAX_AGE", 60, "Seconds a database connection is kept for reuse."
+)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 ONE_CLICK_PREPARED = env_bool(
     "ONE_CLICK_PREPARED",
     True,
@@ -213,18 +225,19 @@ ONE_CLICK_PREPARED = env_bool(
 )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env_str(
-    "REDIS_URL",
-    "",
-    "Redis for the Celery broker, rate limits and caches. Empty: the embedded default.",
-    production=True,
+REDIS_URL = (
+    env_str(
+        "REDIS_URL",
+        "",
+        "Redis for the Celery broker, rate limits, the dispatch throttle and caches. Empty: the "
+        "embedded Redis that `make run` starts under MLM_VAR_DIR.",
+        production=True,
+    )
+    or EMBEDDED.redis_url()
 )
-if REDIS_URL:
-    CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-    }
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -423,12 +436,11 @@ DEFAULT_FROM_EMAIL = env_str(
 )
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
-# Celery. Redis in production; without REDIS_URL a file-system queue in the var folder, so the
-# embedded default still runs a real worker process and no request waits for sending.
+# Celery, on Redis (the embedded one by default).
 CELERY_BROKER_URL = env_str(
     "CELERY_BROKER_URL",
-    REDIS_URL or "filesystem://",
-    "Celery broker (default: REDIS_URL, else a file-system queue in MLM_VAR_DIR).",
+    REDIS_URL if os.environ.get("REDIS_URL") else EMBEDDED.broker_url(),
+    "Celery broker (default: REDIS_URL, else the embedded Redis).",
 )
 CELERY_VISIBILITY_TIMEOUT = env_int(
     "CELERY_VISIBILITY_TIMEOUT",
@@ -446,17 +458,6 @@ if CELERY_TASK_TIME_LIMIT >= CELERY_VISIBILITY_TIMEOUT:
     )
 CELERY_TASK_SOFT_TIME_LIMIT = max(CELERY_TASK_TIME_LIMIT - 30, 1)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    _queue_dir = VAR_DIR / "queue"
-    for _sub in ("messages", "processed", "control"):
-        (_queue_dir / _sub).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS.update(
-        data_folder_in=str(_queue_dir / "messages"),
-        data_folder_out=str(_queue_dir / "messages"),
-        processed_folder=str(_queue_dir / "processed"),
-        control_folder=str(_queue_dir / "control"),
-        store_processed=False,
-    )
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -17,7 +17,6 @@ machines whose clocks disagree still share one rate. Keys expire when idle.
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -211,43 +210,13 @@ class ConcurrencyLimiter:
             self.release(key, lease)
 
 
-class LocalThrottle:
-    """The same token buckets in this process only, for the embedded default without Redis."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._state: dict[str, tuple[float, float]] = {}
-
-    def acquire(self, key: str, n: float = 1, *, rate: float, burst: float) -> float:
-        return self.acquire_all([(key, rate, burst)], n)
-
-    def acquire_all(self, buckets: Sequence[tuple[str, float, float]], n: float = 1) -> float:
-        now = time.monotonic()
-        with self._lock:
-            levels, wait = [], 0.0
-            for key, rate, burst in buckets:
-                _check_bucket(n, rate, burst)
-                level, ts = self._state.get(key, (burst, now))
-                level = min(burst, level + max(0.0, now - ts) * rate)
-                levels.append(level)
-                if level < n:
-                    wait = max(wait, (n - level) / rate)
-            for (key, _, _), level in zip(buckets, levels, strict=True):
-                self._state[key] = (level - n if wait == 0 else level, now)
-            return wait
-
-    take = Throttle.take
-
-
 @cache
 def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
 
 
-def throttle() -> Throttle | LocalThrottle:
-    """The shared throttle (Redis), or a per-process one when REDIS_URL is empty."""
-    if not settings.REDIS_URL:
-        return _local_throttle()
+def throttle() -> Throttle:
+    """The shared throttle, in Redis (the embedded one under `make run`)."""
     return _throttle(settings.REDIS_URL)
 
 
@@ -257,19 +226,12 @@ def _throttle(url: str) -> Throttle:
 
 
 @cache
-def _local_throttle() -> LocalThrottle:
-    return LocalThrottle()
-
-
-@cache
 def _limiter(url: str) -> ConcurrencyLimiter:
     return ConcurrencyLimiter(_client(url))
 
 
 def concurrency_limiter() -> ConcurrencyLimiter:
-    """The shared per-domain concurrency limiter (needs REDIS_URL)."""
-    if not settings.REDIS_URL:
-        raise RuntimeError("The concurrency limiter needs Redis (REDIS_URL).")
+    """The shared per-domain concurrency limiter, in Redis."""
     return _limiter(settings.REDIS_URL)
 
 

@@ -666,7 +666,6 @@ _STAGE_COLUMNS = (
     "line, email, email_hash, first_name, last_name, category, locale, attributes, problem, kind"
 )
 _COPY_CHUNK = 20_000
-_INSERT_BATCH = 2_000
 
 
 def _table(model: type[models.Model]) -> str:
@@ -739,7 +738,6 @@ class ImportRun:
         self.job = job
         self.unit_id = job.unit_id
         self.list_id = job.recipient_list_id
-        self.postgres = connection.vendor == "postgresql"
         self.counts = Counts()
         self.rows_total: int | None = None
         self.valid = 0
@@ -786,14 +784,10 @@ class ImportRun:
             staged for line, cells in rows if (staged := checker.check(line, cells)) is not None
         )
         try:
-            if self.postgres:
-                self._copy(checked, progress)
-            else:
-                self._insert(checked, progress)
+            self._copy(checked, progress)
         finally:
             close()
-        if self.postgres:
-            self._execute(f"ANALYZE {STAGE}")
+        self._execute(f"ANALYZE {STAGE}")
 
     def _copy(self, rows: Iterator[StagedRow], progress: Callable[[int], None]) -> None:
         connection.ensure_connection()
@@ -811,18 +805,6 @@ class ImportRun:
                 self.counts.rows_read += written
                 progress(self.counts.rows_read)
             if written < _COPY_CHUNK:
-                return
-
-    def _insert(self, rows: Iterator[StagedRow], progress: Callable[[int], None]) -> None:
-        sql = f"INSERT INTO {STAGE} ({_STAGE_COLUMNS}) VALUES ({', '.join(['%s'] * 10)})"
-        while True:
-            chunk = list(itertools.islice(rows, _INSERT_BATCH * 10))
-            with transaction.atomic(), connection.cursor() as cursor:
-                for start in range(0, len(chunk), _INSERT_BATCH):
-                    cursor.executemany(sql, chunk[start : start + _INSERT_BATCH])
-                self.counts.rows_read += len(chunk)
-                progress(self.counts.rows_read)
-            if len(chunk) < _INSERT_BATCH * 10:
                 return
 
     # Checks that need the whole file or the database (inside the import's transaction) -------
@@ -961,8 +943,7 @@ class ImportRun:
         """Write recipients, memberships and consent: all of it, or (on any error) nothing."""
         mode = self.job.mode
         self.now = connection.ops.adapt_datetimefield_value(now)
-        if self.postgres:
-            self._execute("SET LOCAL work_mem = '64MB'")
+        self._execute("SET LOCAL work_mem = '64MB'")
         if mode == ImportMode.SYNC and not self.valid:
             raise ImportFileError(
                 "The directory file has no valid row: nobody was added or removed. "
@@ -989,13 +970,10 @@ class ImportRun:
             f"SELECT r.id FROM {_table(Recipient)} AS r JOIN {STAGE} AS s "
             "ON r.unit_id = %s AND r.email = s.email WHERE s.problem IS NULL"
         )
-        if self.postgres:
-            sql = (
-                f"WITH locked AS ({select} ORDER BY r.id FOR UPDATE OF r) "
-                f"INSERT INTO {IDS} (recipient_id, created) SELECT id, false FROM locked"
-            )
-        else:  # SQLite: the import's transaction holds the database's only write lock.
-            sql = f"INSERT INTO {IDS} (recipient_id, created) SELECT id, 0 FROM ({select})"
+        sql = (
+            f"WITH locked AS ({select} ORDER BY r.id FOR UPDATE OF r) "
+            f"INSERT INTO {IDS} (recipient_id, created) SELECT id, false FROM locked"
+        )
         self._execute(sql, [self.unit_id])
 
     def _update_existing(self) -> None:
@@ -1006,15 +984,8 @@ class ImportRun:
             "locale": "CASE WHEN s.locale <> '' THEN s.locale ELSE r.locale END",
             "category": "s.category",
         }
-        if self.postgres:
-            new["attributes"] = "r.attributes || s.attributes::jsonb"
-            changed = " OR ".join(f"r.{c} IS DISTINCT FROM {e}" for c, e in new.items())
-        else:
-            new["attributes"] = "json_patch(r.attributes, s.attributes)"
-            changed = " OR ".join(
-                f"{'json(r.attributes)' if c == 'attributes' else 'r.' + c} IS NOT {e}"
-                for c, e in new.items()
-            )
+        new["attributes"] = "r.attributes || s.attributes::jsonb"
+        changed = " OR ".join(f"r.{c} IS DISTINCT FROM {e}" for c, e in new.items())
         assignments = ", ".join(f"{c} = {e}" for c, e in new.items())
         self.counts.updated_count = self._execute(
             f"UPDATE {_table(Recipient)} AS r SET {assignments}, updated_at = %s "
@@ -1029,7 +1000,7 @@ class ImportRun:
         columns, expressions, params = _insert_parts(
             Recipient,
             {
-                "code": _TIME_ORDERED_UUID if self.postgres else "lower(hex(randomblob(16)))",
+                "code": _TIME_ORDERED_UUID,
                 "unit_id": ("%s", [self.unit_id]),
                 "email": "s.email",
                 "email_hash": "s.email_hash",
@@ -1037,7 +1008,7 @@ class ImportRun:
                 "last_name": "s.last_name",
                 "category": "s.category",
                 "locale": "s.locale",
-                "attributes": "s.attributes::jsonb" if self.postgres else "s.attributes",
+                "attributes": "s.attributes::jsonb",
                 "status": ("%s", [RecipientStatus.ACTIVE.value]),
                 "created_at": ("%s", [self.now]),
                 "updated_at": ("%s", [self.now]),
@@ -1049,41 +1020,27 @@ class ImportRun:
             f"(SELECT 1 FROM {recipients} AS r WHERE r.unit_id = %s AND r.email = s.email)"
         )
         params.append(self.unit_id)
-        if self.postgres:
-            self.counts.created_count = self._execute(
-                f"WITH made AS (INSERT INTO {recipients} ({columns}) {select} ORDER BY s.email "
-                "ON CONFLICT (unit_id, email) DO NOTHING RETURNING id) "
-                f"INSERT INTO {IDS} (recipient_id, created) SELECT id, true FROM made",
-                params,
-            )
-            if self._count(IDS) < self.valid:
-                # Someone added some of these addresses since we looked: take them as existing.
-                self._execute(
-                    f"WITH locked AS (SELECT r.id FROM {recipients} AS r JOIN {STAGE} AS s "
-                    "ON r.unit_id = %s AND r.email = s.email WHERE s.problem IS NULL AND NOT "
-                    f"EXISTS (SELECT 1 FROM {IDS} AS i WHERE i.recipient_id = r.id) ORDER BY r.id "
-                    f"FOR UPDATE OF r) INSERT INTO {IDS} (recipient_id, created) "
-                    "SELECT id, false FROM locked",
-                    [self.unit_id],
-                )
-            self._execute(f"ANALYZE {IDS}")
-            return
-        before = self._max_id(recipients)
-        self._execute(f"INSERT INTO {recipients} ({columns}) {select}", params)
         self.counts.created_count = self._execute(
-            f"INSERT INTO {IDS} (recipient_id, created) SELECT id, 1 FROM {recipients} "
-            "WHERE id > %s AND unit_id = %s",
-            [before, self.unit_id],
+            f"WITH made AS (INSERT INTO {recipients} ({columns}) {select} ORDER BY s.email "
+            "ON CONFLICT (unit_id, email) DO NOTHING RETURNING id) "
+            f"INSERT INTO {IDS} (recipient_id, created) SELECT id, true FROM made",
+            params,
         )
+        if self._count(IDS) < self.valid:
+            # Someone added some of these addresses since we looked: take them as existing.
+            self._execute(
+                f"WITH locked AS (SELECT r.id FROM {recipients} AS r JOIN {STAGE} AS s "
+                "ON r.unit_id = %s AND r.email = s.email WHERE s.problem IS NULL AND NOT "
+                f"EXISTS (SELECT 1 FROM {IDS} AS i WHERE i.recipient_id = r.id) ORDER BY r.id "
+                f"FOR UPDATE OF r) INSERT INTO {IDS} (recipient_id, created) "
+                "SELECT id, false FROM locked",
+                [self.unit_id],
+            )
+        self._execute(f"ANALYZE {IDS}")
 
     def _count(self, table: str) -> int:
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT count(*) FROM {table}")
-            return cursor.fetchone()[0]
-
-    def _max_id(self, table: str) -> int:
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT coalesce(max(id), 0) FROM {table}")
             return cursor.fetchone()[0]
 
     def _add_to_list(self) -> int:
@@ -1158,29 +1115,17 @@ class ImportRun:
             "ON CONFLICT (recipient_id, dm_type_id) WHERE dm_type_id IS NOT NULL DO UPDATE SET "
             "state = excluded.state, event_id = excluded.event_id, updated_at = excluded.updated_at"
         )
-        if self.postgres:
-            # New recipients have no subscription row yet: a plain insert; the others upsert.
-            return sum(
-                self._execute(
-                    f"WITH e AS (INSERT INTO {events} ({ev_columns}) {source} WHERE {where} "
-                    "RETURNING id, recipient_id, dm_type_id) "
-                    f"INSERT INTO {subscriptions} ({sub_columns}) SELECT {sub_expressions} "
-                    f"FROM e {conflict}",
-                    [*ev_params, *pair_params, *sub_params],
-                )
-                for where, conflict in (("i.created", ""), ("NOT i.created", upsert))
+        # New recipients have no subscription row yet: a plain insert; the others upsert.
+        return sum(
+            self._execute(
+                f"WITH e AS (INSERT INTO {events} ({ev_columns}) {source} WHERE {where} "
+                "RETURNING id, recipient_id, dm_type_id) "
+                f"INSERT INTO {subscriptions} ({sub_columns}) SELECT {sub_expressions} "
+                f"FROM e {conflict}",
+                [*ev_params, *pair_params, *sub_params],
             )
-        before = self._max_id(events)
-        written = self._execute(
-            f"INSERT INTO {events} ({ev_columns}) {source} ORDER BY i.recipient_id, d.dm_type_id",
-            [*ev_params, *pair_params],
+            for where, conflict in (("i.created", ""), ("NOT i.created", upsert))
         )
-        self._execute(
-            f"INSERT INTO {subscriptions} ({sub_columns}) SELECT {sub_expressions} "
-            f"FROM {events} AS e WHERE e.id > %s AND e.unit_id = %s {upsert}",
-            [*sub_params, before, self.unit_id],
-        )
-        return written
 
     def _remove_leavers(self) -> int:
         """Directory sync: members who are not in the file leave the list (consent untouched).

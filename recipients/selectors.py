@@ -132,8 +132,6 @@ def _sort(query: QuerySet[Recipient], order: str, limit: int) -> list[Recipient]
 
 
 def _first_rows(query: QuerySet[Recipient], order: str, limit: int) -> list[Recipient]:
-    if connection.vendor != "postgresql":
-        return _walk(query, order, limit)
     try:
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute("SELECT current_setting('statement_timeout')")

@@ -33,6 +33,5 @@ def client_for(client):
 def _allow_test_flushes(sender, connection, **kwargs) -> None:
     """Transactional tests empty the database with TRUNCATE; the ledger trigger refuses it
     unless this session flag is on. The application never sets it; the I4 tests turn it off."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET mlm.ledger_maintenance = 'on'")
+    with connection.cursor() as cursor:
+        cursor.execute("SET mlm.ledger_maintenance = 'on'")

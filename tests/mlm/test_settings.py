@@ -26,7 +26,7 @@ def production_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
         MLM_DKIM_ENCRYPTION_KEY=base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         SITE_URL="https://mlm.example.edu",
         ALLOWED_HOSTS="mlm.example.edu",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        DATABASE_URL="postgres://postgres@127.0.0.1:5432/mlm",
         REDIS_URL="redis://127.0.0.1:6379/15",
         MLM_VAR_DIR=str(tmp_path / "var"),
         DJANGO_SETTINGS_MODULE="mlm.settings",
@@ -110,8 +110,24 @@ print(json.dumps({"status": r.status_code, "headers": dict(r.headers)}))
 """
 
 
-def test_production_responses_carry_the_security_headers(tmp_path):
-    env = production_env(tmp_path)
+@pytest.fixture
+def scratch_database_url():
+    """A database of its own on the test server, dropped afterwards."""
+    import psycopg
+    from django.conf import settings
+
+    server = {k: settings.DATABASES["default"][k] for k in ("HOST", "PORT", "USER", "PASSWORD")}
+    name = f"mlm_scratch_{secrets.token_hex(4)}"
+    params = dict(host=server["HOST"], port=server["PORT"] or None, user=server["USER"])
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgres://{server['USER']}@{server['HOST']}:{server['PORT'] or 5432}/{name}"
+    with psycopg.connect(dbname="postgres", autocommit=True, **params) as conn:
+        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_production_responses_carry_the_security_headers(tmp_path, scratch_database_url):
+    env = production_env(tmp_path, DATABASE_URL=scratch_database_url)
     assert run(["manage.py", "migrate", "--noinput"], env).returncode == 0
     result = run(["-c", PROBE], env)
     assert result.returncode == 0, result.stderr
@@ -130,3 +146,46 @@ def test_production_responses_carry_the_security_headers(tmp_path):
         "frame-ancestors 'none'",
     ):
         assert directive in csp
+
+
+SHOW = (
+    "import django, json; from django.conf import settings; django.setup(); "
+    "print(json.dumps({'db': settings.DATABASES['default'], 'redis': settings.REDIS_URL, "
+    "'broker': settings.CELERY_BROKER_URL, 'site': settings.SITE_URL, "
+    "'hosts': settings.ALLOWED_HOSTS}))"
+)
+
+
+def test_without_urls_it_uses_the_embedded_postgresql_and_redis(tmp_path):
+    env = production_env(tmp_path, DEBUG="1", DATABASE_URL="", REDIS_URL="")
+    result = run(["-c", SHOW], env)
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    sockets = str(tmp_path / "var" / "run")
+    assert shown["db"]["ENGINE"] == "django.db.backends.postgresql"
+    assert shown["db"]["HOST"] == sockets
+    assert shown["redis"] == f"unix://{sockets}/redis.sock?db=0"
+    assert shown["broker"] == f"redis+socket://{sockets}/redis.sock?virtual_host=0"
+
+
+def test_a_var_folder_too_deep_for_a_socket_gets_sockets_in_the_temporary_folder(tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 40) / "var"
+    env = production_env(tmp_path, DEBUG="1", DATABASE_URL="", MLM_VAR_DIR=str(deep))
+    shown = json.loads(run(["-c", SHOW], env).stdout)
+    assert len(shown["db"]["HOST"]) < 80
+    assert not shown["db"]["HOST"].startswith(str(deep))
+
+
+def test_it_refuses_a_database_that_is_not_postgresql(tmp_path):
+    env = production_env(tmp_path, DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    result = run(["manage.py", "check"], env)
+    assert result.returncode != 0
+    assert "must name a PostgreSQL database" in result.stderr
+
+
+def test_without_site_url_links_follow_the_port_make_run_serves(tmp_path):
+    env = production_env(tmp_path, DEBUG="1", PORT="8123", HOST="0.0.0.0")  # noqa: S104 -- what make run HOST=0.0.0.0 sets
+    del env["SITE_URL"], env["ALLOWED_HOSTS"]
+    shown = json.loads(run(["-c", SHOW], env).stdout)
+    assert shown["site"] == "http://127.0.0.1:8123"
+    assert "127.0.0.1" in shown["hosts"]

@@ -13,7 +13,6 @@ from django.conf import settings
 
 from mlm.throttle import (
     ConcurrencyLimiter,
-    LocalThrottle,
     Throttle,
     acquire,
     backend_key,
@@ -140,19 +139,6 @@ def test_the_module_helpers_use_the_shared_redis_throttle(client):
         client.delete(name)
     assert backend_key("smtp:relay.example.edu") == "mlm:throttle:backend:smtp:relay.example.edu"
     assert domain_key(" Gmail.COM ") == "mlm:throttle:domain:gmail.com"
-
-
-def test_the_local_throttle_has_the_same_semantics(settings):
-    settings.REDIS_URL = ""
-    local = throttle()
-    assert isinstance(local, LocalThrottle)
-    key = f"local-{uuid.uuid4().hex}"
-    assert [local.acquire(key, rate=10, burst=2) for _ in range(2)] == [0.0, 0.0]
-    assert 0 < local.acquire(key, rate=10, burst=2) <= 0.1
-    other = (f"{key}-b", 1, 1)
-    local.acquire_all([other])
-    assert local.acquire_all([(f"{key}-c", 100, 5), other]) > 0
-    assert local.acquire(f"{key}-c", 5, rate=100, burst=5) == 0.0
 
 
 def test_it_limits_concurrent_slots_per_domain(client, key):
