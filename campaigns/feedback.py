@@ -43,10 +43,6 @@ SOURCE_NAMES = {
 # The events that change something beyond their own row.
 _ACTING = {EventKind.BOUNCED, EventKind.COMPLAINED, EventKind.UNSUBSCRIBED}
 
-# Rows per INSERT: well under PostgreSQL's 65,535 and SQLite's 32,766 parameters.
-_CHUNK = 500
-
-
 @dataclass(frozen=True)
 class Feedback:
     """One event as a source reports it, before it is matched to a delivery."""
@@ -249,7 +245,7 @@ def feedback_record(events: Sequence[Feedback]) -> FeedbackResult:
     # Sorted keys: concurrent batches take the unique index's row locks in one order.
     ordered = [unique[key] for key in sorted(unique)]
     acting = any(event.kind in _ACTING for event in ordered)
-    with transaction.atomic() if acting or len(ordered) > _CHUNK else nullcontext():
+    with transaction.atomic() if acting else nullcontext():
         return _record(ordered, received=len(events))
 
 

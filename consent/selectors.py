@@ -139,7 +139,7 @@ def subscription_mismatches() -> list[SubscriptionMismatch]:
     """Recompute every subscription from the events and list where the rows differ (I4).
 
     The latest event (highest id) per (recipient, DM type or "all") decides the state. One SQL
-    statement, the same on PostgreSQL and SQLite; an empty list means the rows are the fold.
+    statement; an empty list means the rows are the fold.
     """
     events = ConsentEvent._meta.db_table
     subscriptions = Subscription._meta.db_table

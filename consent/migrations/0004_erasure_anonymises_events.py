@@ -52,13 +52,11 @@ $$ LANGUAGE plpgsql;
 
 
 def forward(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(FUNCTION)
+    schema_editor.execute(FUNCTION)
 
 
 def backward(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(PREVIOUS)
+    schema_editor.execute(PREVIOUS)
 
 
 class Migration(migrations.Migration):

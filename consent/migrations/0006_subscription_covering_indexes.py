@@ -18,13 +18,11 @@ CREATE UNIQUE INDEX one_all_types_subscription ON consent_subscription (recipien
 
 
 def covering(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(COVERING)
+    schema_editor.execute(COVERING)
 
 
 def plain(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(PLAIN)
+    schema_editor.execute(PLAIN)
 
 
 class Migration(migrations.Migration):

@@ -2,11 +2,10 @@
 
 - Trigram GIN indexes for part of the address or a name in any case: `icontains` on PostgreSQL
   compiles to UPPER(column::text) LIKE UPPER('%term%'), so they are on exactly that expression.
-  PostgreSQL only (pg_trgm); SQLite, the embedded default, scans.
 - B-tree indexes that give the address order within one category or one status: pages are
   read in address order, and a rare status (bounced) would otherwise walk every address.
 
-Built CONCURRENTLY on PostgreSQL, so that a large installation keeps importing and sending.
+Built CONCURRENTLY, so that a large installation keeps importing and sending.
 """
 
 from django.db import migrations
@@ -19,14 +18,10 @@ ORDERED = {
 
 
 def create(apps, schema_editor):
-    postgres = schema_editor.connection.vendor == "postgresql"
-    concurrently = "CONCURRENTLY " if postgres else ""
     for name, columns in ORDERED.items():
         schema_editor.execute(
-            f"CREATE INDEX {concurrently}IF NOT EXISTS {name} ON recipients_recipient {columns}"
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {name} ON recipients_recipient {columns}"
         )
-    if not postgres:
-        return
     schema_editor.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
     for column in TRIGRAM_COLUMNS:
         schema_editor.execute(
@@ -36,13 +31,9 @@ def create(apps, schema_editor):
 
 
 def drop(apps, schema_editor):
-    postgres = schema_editor.connection.vendor == "postgresql"
-    concurrently = "CONCURRENTLY " if postgres else ""
-    names = list(ORDERED)
-    if postgres:
-        names += [f"recipient_{column}_trgm" for column in TRIGRAM_COLUMNS]
+    names = [*ORDERED, *(f"recipient_{column}_trgm" for column in TRIGRAM_COLUMNS)]
     for name in names:
-        schema_editor.execute(f"DROP INDEX {concurrently}IF EXISTS {name}")
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
 
 
 class Migration(migrations.Migration):

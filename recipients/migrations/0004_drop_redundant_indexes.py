@@ -30,28 +30,16 @@ EMAIL_HASH = "recipients_recipient_email_hash_5d1a8b3e"
 
 
 def email_hash_btree_only(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(f'DROP INDEX IF EXISTS "{EMAIL_HASH}_like"')
-        schema_editor.execute(f'ALTER INDEX "{EMAIL_HASH}" RENAME TO "recipient_email_hash"')
-    else:  # SQLite cannot rename an index
-        schema_editor.execute(f'DROP INDEX IF EXISTS "{EMAIL_HASH}"')
-        schema_editor.execute(
-            'CREATE INDEX "recipient_email_hash" ON "recipients_recipient" ("email_hash")'
-        )
+    schema_editor.execute(f'DROP INDEX IF EXISTS "{EMAIL_HASH}_like"')
+    schema_editor.execute(f'ALTER INDEX "{EMAIL_HASH}" RENAME TO "recipient_email_hash"')
 
 
 def email_hash_as_before(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(f'ALTER INDEX "recipient_email_hash" RENAME TO "{EMAIL_HASH}"')
-        schema_editor.execute(
-            f'CREATE INDEX "{EMAIL_HASH}_like" ON "recipients_recipient" '
-            '("email_hash" varchar_pattern_ops)'
-        )
-    else:
-        schema_editor.execute('DROP INDEX IF EXISTS "recipient_email_hash"')
-        schema_editor.execute(
-            f'CREATE INDEX "{EMAIL_HASH}" ON "recipients_recipient" ("email_hash")'
-        )
+    schema_editor.execute(f'ALTER INDEX "recipient_email_hash" RENAME TO "{EMAIL_HASH}"')
+    schema_editor.execute(
+        f'CREATE INDEX "{EMAIL_HASH}_like" ON "recipients_recipient" '
+        '("email_hash" varchar_pattern_ops)'
+    )
 
 
 class Migration(migrations.Migration):
