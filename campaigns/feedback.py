@@ -43,6 +43,7 @@ SOURCE_NAMES = {
 # The events that change something beyond their own row.
 _ACTING = {EventKind.BOUNCED, EventKind.COMPLAINED, EventKind.UNSUBSCRIBED}
 
+
 @dataclass(frozen=True)
 class Feedback:
     """One event as a source reports it, before it is matched to a delivery."""

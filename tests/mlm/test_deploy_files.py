@@ -38,10 +38,58 @@ def test_every_app_service_sets_every_variable_production_needs():
         assert environment["DEBUG"] in ("0", 0, False, "false")
 
 
-def test_app_services_wait_for_their_databases():
+def test_app_services_wait_for_their_databases_and_the_migrations():
     services = compose()["services"]
+    assert services["migrate"]["command"][-2:] == ["migrate", "--noinput"]
+    assert services["migrate"]["restart"] == "no"
     for name in ("web", "worker", "beat"):
-        assert {"postgres", "redis"} <= set(services[name]["depends_on"])
+        depends = services[name]["depends_on"]
+        assert {"postgres", "redis", "migrate"} <= set(depends)
+        assert depends["migrate"]["condition"] == "service_completed_successfully"
+        assert "migrate" not in " ".join(services[name]["command"])
+
+
+def test_every_image_is_pinned():
+    """Images pulled from a registry name their version (ours is built from this tree)."""
+    for name, service in compose()["services"].items():
+        if "build" in service:
+            continue
+        image = service["image"]
+        assert ":" in image and not image.endswith(":latest"), name
+    mailpit = compose()["services"]["mailpit"]["image"]
+    assert re.fullmatch(r"axllent/mailpit:v\d+\.\d+\.\d+", mailpit)
+
+
+def _build_context() -> set[str]:
+    """The files `docker build .` sends, by the rules of .dockerignore (patterns relative to
+    the context root; `**` any depth), applied to a tree that holds local state."""
+    import fnmatch
+
+    patterns = [
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+    def ignored(path: str) -> bool:
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        return any(
+            fnmatch.fnmatch(prefix, pattern) or fnmatch.fnmatch(prefix, pattern.replace("**/", ""))
+            for pattern in patterns
+            for prefix in prefixes
+        )
+
+    tree = [
+        "manage.py", "mlm/settings.py", "var/postgres/PG_VERSION", "var/secret_key",
+        "var/dkim_encryption_key", "var/media/imports/list.csv", ".venv/bin/python",
+        ".git/HEAD", "mlm/__pycache__/settings.cpython-311.pyc",
+    ]  # fmt: skip
+    return {path for path in tree if not ignored(path)}
+
+
+def test_the_build_context_leaves_out_local_state():
+    assert _build_context() == {"manage.py", "mlm/settings.py"}
 
 
 def test_the_readme_tables_every_environment_variable():
