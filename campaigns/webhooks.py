@@ -22,8 +22,9 @@ from anymail.exceptions import AnymailWebhookValidationFailure
 from anymail.signals import AnymailTrackingEvent, EventType
 from anymail.utils import get_anymail_setting
 from csp.decorators import csp_exempt
+from django.core.exceptions import ImproperlyConfigured
 from django.db import InterfaceError, OperationalError, connection
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.urls import URLPattern
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -153,13 +154,23 @@ def batched(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         token = _batch.set(batch)
         try:
             response = view(request, *args, **kwargs)
-            if batch and response.status_code < 300:
-                _record(batch)
+        except ImproperlyConfigured as error:  # e.g. Mailgun without its signing key
+            log.warning("refused a webhook call to %s: not configured: %s", request.path, error)
+            return HttpResponseForbidden("This webhook is not configured.")
         except AnymailWebhookValidationFailure as error:
+            # Answered here, not raised: Django would log every forged call as an ERROR.
             log.warning("refused a webhook call to %s: %s", request.path, error)
-            raise  # anymail's answer: 400 (Django's SuspiciousOperation handling)
+            return HttpResponseBadRequest("Not authenticated.")
+        except Exception as error:  # anymail could not parse what was posted
+            log.warning(
+                "refused a webhook call to %s: malformed (%s: %s)",
+                request.path, type(error).__name__, str(error)[:200],
+            )  # fmt: skip
+            return HttpResponseBadRequest("Malformed webhook call.")
         finally:
             _batch.reset(token)
+        if batch and response.status_code < 300:
+            _record(batch)
         if response.status_code >= 400:
             log.warning("refused a webhook call to %s: %s", request.path, response.status_code)
         return response

@@ -75,3 +75,35 @@ def check_mail_backends_import(app_configs, **kwargs):
                 )
             )
     return errors
+
+
+# What each ESP's tracking webhook needs before it accepts a call (campaigns.webhooks).
+_WEBHOOK_KEYS = {
+    "amazon_ses": ("ANYMAIL_WEBHOOK_SECRET", "ANYMAIL_WEBHOOK_SECRET"),
+    "sendgrid": ("ANYMAIL_WEBHOOK_SECRET", "ANYMAIL_WEBHOOK_SECRET"),
+    "postmark": ("ANYMAIL_WEBHOOK_SECRET", "ANYMAIL_WEBHOOK_SECRET"),
+    "mailgun": ("ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY", "MAILGUN_WEBHOOK_SIGNING_KEY"),
+}
+
+
+@checks.register()
+def check_enabled_providers_can_report_back(app_configs, **kwargs):
+    """An ESP we send through without its webhook key would refuse every bounce and complaint
+    it reports: say so at deploy, not when a complaint is lost."""
+    from django.conf import settings
+
+    backends = [settings.EMAIL_BACKEND, *settings.MLM_MAIL_BACKENDS.values()]
+    warnings = []
+    for esp, (setting, variable) in _WEBHOOK_KEYS.items():
+        if any(f"anymail.backends.{esp}." in path for path in backends) and not getattr(
+            settings, setting, None
+        ):
+            warnings.append(
+                checks.Warning(
+                    f"Mail is sent through {esp}, but its tracking webhook has no key: every "
+                    "bounce and complaint it reports would be refused (403).",
+                    hint=f"Set {variable} (see the README's configuration table).",
+                    id="mlm.W003",
+                )
+            )
+    return warnings

@@ -342,3 +342,71 @@ def test_postmark_without_credentials_is_refused(client, mailing, warnings_logge
     assert post_postmark(client, payload).status_code == 400
     assert not ConsentEvent.objects.filter(action=Action.WITHDRAW).exists()
     assert "refused a webhook call" in warnings_logged.text
+
+
+# Hostile and misconfigured calls (I10) ------------------------------------------------------------
+
+ESPS = ("amazon_ses", "sendgrid", "mailgun", "postmark")
+BODIES = {
+    "a JSON list": ("[1, 2, 3]", "application/json"),
+    "a JSON string": ('"hello"', "application/json"),
+    "not JSON": ("{not json", "application/json"),
+    "a form": ("a=1&b=2", "application/x-www-form-urlencoded"),
+    "empty": ("", "application/json"),
+    "binary": ("\x00\xff\xfe", "application/octet-stream"),
+}
+
+
+@pytest.mark.parametrize("esp", ESPS)
+@pytest.mark.parametrize("body", list(BODIES))
+@pytest.mark.parametrize("auth", ["none", "wrong", "right"])
+def test_a_malformed_or_unauthenticated_call_gets_a_4xx_never_a_500(
+    client, mailing, esp, body, auth, warnings_logged
+):
+    """I10: whatever a caller sends, and with whatever credentials, the answer is a 4xx (or a
+    200 that records nothing), never a 500 or an ERROR in the log."""
+    data, content_type = BODIES[body]
+    extra = {"none": {}, "wrong": basic_auth("esp:guessed"), "right": basic_auth()}[auth]
+    extra |= {"HTTP_X_AMZ_SNS_MESSAGE_TYPE": "Notification", "HTTP_X_AMZ_SNS_MESSAGE_ID": "x"}
+    client.raise_request_exception = False
+    response = client.post(
+        f"/webhooks/anymail/{esp}/tracking/", data=data, content_type=content_type, **extra
+    )
+    assert response.status_code < 500, (esp, body, auth, response.status_code)
+    if auth != "right" and esp != "mailgun":
+        assert 400 <= response.status_code < 500
+    assert not DeliveryEvent.objects.exists()
+    assert not [r for r in warnings_logged.records if r.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize("body", ["a JSON list", "not JSON", "a form"])
+def test_mailgun_without_a_signing_key_is_refused_not_broken(
+    client, mailing, settings, body, warnings_logged
+):
+    """I10: a Mailgun webhook that operations have not given its signing key answers 403 and
+    says why in the log, instead of failing with an exception."""
+    del settings.ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY
+    data, content_type = BODIES[body]
+    client.raise_request_exception = False
+    response = client.post(
+        "/webhooks/anymail/mailgun/tracking/", data=data, content_type=content_type
+    )
+    assert response.status_code == 403
+    assert "MAILGUN_WEBHOOK_SIGNING_KEY" in warnings_logged.text
+
+
+def test_check_reports_a_provider_enabled_without_its_webhook_key(settings):
+    """I10: `manage.py check` names an ESP we send through whose webhook would refuse all."""
+    from mlm.checks import check_enabled_providers_can_report_back
+
+    settings.MLM_MAIL_BACKENDS = {"mailgun": "anymail.backends.mailgun.EmailBackend"}
+    assert check_enabled_providers_can_report_back(None) == []
+    del settings.ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY
+    settings.EMAIL_BACKEND = "anymail.backends.sendgrid.EmailBackend"
+    del settings.ANYMAIL_WEBHOOK_SECRET
+    found = check_enabled_providers_can_report_back(None)
+    assert [w.id for w in found] == ["mlm.W003", "mlm.W003"]
+    assert {w.hint for w in found} == {
+        "Set MAILGUN_WEBHOOK_SIGNING_KEY (see the README's configuration table).",
+        "Set ANYMAIL_WEBHOOK_SECRET (see the README's configuration table).",
+    }
