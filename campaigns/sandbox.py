@@ -46,9 +46,9 @@ from jinja2 import (
     nodes,
     pass_eval_context,
 )
-from jinja2.runtime import LoopContext, markup_join, str_join
+from jinja2.runtime import LoopContext, Macro, markup_join, str_join
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
-from jinja2.utils import Cycler, Namespace
+from jinja2.utils import Cycler, Joiner, Namespace
 from jinja2.visitor import NodeTransformer
 
 MAX_SOURCE_CHARS = 200_000  # a template's source (the body of a 102 KB mail fits well)
@@ -429,9 +429,23 @@ _LOOP_ATTRIBUTES = frozenset(
 _CYCLER_ATTRIBUTES = frozenset({"next", "reset", "current"})
 
 
+# Objects a template can reach but that are no text: printing them would put a Python repr
+# ("<class 'jinja2.utils.Cycler'>", "<Namespace {...}>") into a mail. They print nothing.
+_NOT_TEXT = (Cycler, Joiner, Namespace, LoopContext, Macro, type)
+
+
+def _printable(value: Any) -> Any:
+    """Helpers and callables print nothing, never a repr."""
+    if isinstance(value, _NOT_TEXT) or (callable(value) and not isinstance(value, Undefined)):
+        return ""
+    return value
+
+
 def _finalize(value: Any) -> Any:
-    """Every printed value passes here: large ones are charged (literal text is charged by the
-    loops that repeat it), so the output stays bounded without checking every chunk."""
+    """Every printed value passes here: helpers and callables print nothing (never a repr);
+    large values are charged (literal text is charged by the loops that repeat it), so the
+    output stays bounded without checking every chunk."""
+    value = _printable(value)
     if isinstance(value, str):
         if len(value) > 1000:
             _charge(len(value))
@@ -469,6 +483,8 @@ def _concat_guard(eval_ctx, parts: list) -> str:
 # directly rather than through the sandbox's `call` (a loop costs one function call more).
 _LOOP_FILTER = "_mlm_loop"
 _CONCAT_FILTER = "_mlm_concat"
+_TEXT_FILTER = "_mlm_text"
+_PLAIN = (nodes.TemplateData, nodes.Const)
 
 
 class _Guard(NodeTransformer):
@@ -494,6 +510,18 @@ class _Guard(NodeTransformer):
         self.generic_visit(node)
         items = nodes.List(node.nodes, lineno=node.lineno)
         return nodes.Filter(items, _CONCAT_FILTER, [], [], None, None, lineno=node.lineno)
+
+    def visit_Output(self, node: nodes.Output) -> nodes.Node:
+        """Jinja computes a printed expression of constants (`'abc'.upper`) while compiling,
+        and escapes it before `finalize` sees it; such expressions pass `_printable` first."""
+        self.generic_visit(node)
+        node.nodes = [
+            child
+            if isinstance(child, _PLAIN) or any(child.find_all(nodes.Name))
+            else nodes.Filter(child, _TEXT_FILTER, [], [], None, None, lineno=child.lineno)
+            for child in node.nodes
+        ]
+        return node
 
 
 _CONSTANT_FILTERS_REFUSED = frozenset({"random"})
@@ -617,7 +645,9 @@ class MailSandbox(SandboxedEnvironment):
         )
         self.binop_table = {**self.binop_table, "*": _mul, "**": _pow, "+": _add, "%": _mod}
         self.filters = _guarded_filters(self.filters)
-        self.filters.update({_LOOP_FILTER: _loop_guard, _CONCAT_FILTER: _concat_guard})
+        self.filters.update(
+            {_LOOP_FILTER: _loop_guard, _CONCAT_FILTER: _concat_guard, _TEXT_FILTER: _printable}
+        )
         self.globals.pop("lipsum", None)
         self.globals.update(range=_range, namespace=_Namespace)
         self._guard = _Guard()

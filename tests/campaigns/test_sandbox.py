@@ -170,3 +170,29 @@ def test_the_normal_template_features_still_work():
     )
     result = run(source, items=[{"name": "a"}, {"name": "b"}], attributes={}, first_name="ANN")
     assert result == "1. A, 2. B none ann! 3 a+b"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ cycler }}",
+        "{{ namespace }}",
+        "{{ joiner }}",
+        "{{ range }}",
+        "{{ cycler('a', 'b') }}",
+        "{{ namespace(a=1) }}",
+        "{{ joiner(', ') }}",
+        "{% for x in [1] %}{{ loop }}{% endfor %}",
+        "{% macro m() %}x{% endmacro %}{{ m }}",
+        "{{ 'abc'.upper }}",
+    ],
+)
+def test_a_helper_object_prints_nothing_never_a_python_repr(source):
+    """I10: a template never puts a Python repr (class names, addresses) into a mail."""
+    assert run(f"[{source}]") == "[]"
+
+
+def test_values_still_print():
+    assert run("{{ 1 }} {{ 'a' }} {{ [1, 2] }} {% set n = namespace(a=3) %}{{ n.a }}") == (
+        "1 a [1, 2] 3"
+    )
