@@ -19,6 +19,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
+from campaigns.selectors import campaigns_failing
 from mlm import selectors
 from mlm.forms import AuditFilterForm, OutboxFilterForm
 from mlm.models import AuditEntry, Membership, OutboxMessage, Role
@@ -53,6 +54,7 @@ def dashboard(request: UnitRequest) -> HttpResponse:
         "worker_age": heartbeat_age(name=WORKER_HEARTBEAT),
         "outbox_count": OutboxMessage.objects.for_unit(unit).count(),
         "uses_outbox": settings.EMAIL_BACKEND == "mlm.mail.OutboxBackend",
+        "failing": list(campaigns_failing(unit)[:10]),
     }
     return render(request, "mlm/dashboard.html", context)
 
