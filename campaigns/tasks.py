@@ -14,7 +14,7 @@ from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 
 from campaigns import dispatch
@@ -157,10 +157,20 @@ def start_campaign(self, campaign_id: int) -> None:
     campaign_clear_send_error(campaign_id=campaign_id)
 
 
+def _start_failed_at_sweep(campaign_id: int, error: DatabaseError) -> None:
+    log.warning("campaign %s: start failed, again at the next sweep: %r", campaign_id, error)
+    next_sweep = timezone.now() + timedelta(seconds=settings.MLM_DISPATCH_SWEEP_SECONDS)
+    _record(campaign_id, error, next_attempt_at=next_sweep)
+
+
 @shared_task(name="campaigns.tasks.start_due_campaigns", **_RETRY)
 def start_due_campaigns() -> list[int]:
-    """Beat: start scheduled campaigns whose time has come (or passed while we were down)."""
-    return dispatch.campaigns_start_due()
+    """Beat: start scheduled campaigns whose time has come (or passed while we were down); one
+    that fails is written on its page and tried again at the next sweep, the others start."""
+    started = dispatch.campaigns_start_due(on_error=_start_failed_at_sweep)
+    for campaign_id in started:
+        campaign_clear_send_error(campaign_id=campaign_id)
+    return started
 
 
 @shared_task(name="campaigns.tasks.recover_deliveries", **_RETRY)

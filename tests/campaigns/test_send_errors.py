@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import smtplib
 import socket
+from datetime import timedelta
 
 import pytest
 import redis
@@ -16,37 +17,43 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from campaigns.services import campaign_record_send_error, send_error_text
-from campaigns.tasks import send_batch, start_campaign
+from campaigns.tasks import send_batch, start_campaign, start_due_campaigns
 from tests.campaigns import factories
 
 TIMEOUT = "canceling statement due to statement timeout"
 
 
-@pytest.fixture
-def failing_snapshot(db):
-    """The database refuses to write a snapshot, as a statement timeout would (SQLSTATE 57014);
-    the trigger lives in the test's transaction and goes with it."""
+def _fail_snapshots(only_campaign: int | None = None) -> None:
+    """The database refuses to write a snapshot (of one campaign, or of any), as a statement
+    timeout would (SQLSTATE 57014); the trigger lives in the test's transaction."""
+    when = "" if only_campaign is None else f"WHEN (NEW.campaign_id = {int(only_campaign)})"
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            CREATE FUNCTION test_fail_snapshot() RETURNS trigger LANGUAGE plpgsql AS $$
+            CREATE OR REPLACE FUNCTION test_fail_snapshot() RETURNS trigger
+            LANGUAGE plpgsql AS $$
             BEGIN RAISE EXCEPTION '{TIMEOUT}' USING ERRCODE = '57014'; END $$;
             CREATE TRIGGER test_fail_snapshot BEFORE INSERT ON campaigns_delivery
-            FOR EACH STATEMENT EXECUTE FUNCTION test_fail_snapshot();
+            FOR EACH ROW {when} EXECUTE FUNCTION test_fail_snapshot();
             """
         )
+
+
+@pytest.fixture
+def failing_snapshot(db):
+    _fail_snapshots()
     yield
     with connection.cursor() as cursor:
         cursor.execute("DROP TRIGGER IF EXISTS test_fail_snapshot ON campaigns_delivery")
 
 
-def _scheduled_now(world, emails=("ann@example.com",)) -> Campaign:
+def _scheduled_now(world, emails=("ann@example.com",), name="Spring news") -> Campaign:
     """A campaign sent "now" to `emails` (all consenting), waiting for its start task."""
     news = factories.dm_type(world.unit)
     audience = factories.recipient_list(world.unit)
     for email in emails:
         factories.member(audience, email, granted=news)
-    campaign = factories.campaign(world, lists=[audience])
+    campaign = factories.campaign(world, lists=[audience], name=name)
     Campaign.objects.filter(pk=campaign.pk).update(
         status=CampaignStatus.SCHEDULED, scheduled_at=timezone.now()
     )
@@ -123,6 +130,35 @@ def test_it_forgets_the_error_once_the_start_succeeds(
     )
     detail, dashboard = _pages(client_for(world.vic), world, campaign)
     assert "Sending is failing" not in detail and "Sending problems" not in dashboard
+
+
+def test_the_sweep_shows_a_campaign_it_cannot_start_and_starts_the_others(
+    world, client_for, settings, django_capture_on_commit_callbacks
+):
+    """I10: beat's sweep writes the failing campaign's error and next sweep on its page, and
+    one campaign that fails does not hold back the others."""
+    failing = _scheduled_now(world, name="Failing news")
+    healthy = _scheduled_now(world, name="Healthy news")
+    _fail_snapshots(only_campaign=failing.pk)
+    before = timezone.now()
+    with django_capture_on_commit_callbacks(execute=False):
+        started = start_due_campaigns()
+    assert started == [healthy.pk]
+    failing.refresh_from_db()
+    healthy.refresh_from_db()
+    assert healthy.status == CampaignStatus.SENDING and healthy.send_error == ""
+    assert failing.status == CampaignStatus.SCHEDULED
+    assert failing.send_error == f"OperationalError: {TIMEOUT}"
+    assert failing.send_error_attempts == 1
+    sweep = timedelta(seconds=settings.MLM_DISPATCH_SWEEP_SECONDS)
+    assert before + sweep <= failing.send_error_next_at <= timezone.now() + sweep
+    with django_capture_on_commit_callbacks(execute=False):
+        assert start_due_campaigns() == []
+    failing.refresh_from_db()
+    assert failing.send_error_attempts == 2
+    detail, dashboard = _pages(client_for(world.vic), world, failing)
+    assert "Sending is failing" in detail and "Attempt 2 failed" in detail
+    assert "Failing news" in dashboard and "Healthy news" not in dashboard
 
 
 def _closed_port() -> int:
