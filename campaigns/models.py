@@ -132,6 +132,12 @@ EDITABLE_STATUSES = frozenset(
 )
 
 
+# Statuses in which a sending error on record is news: sending is yet to start, or under way.
+SEND_ERROR_STATUSES = frozenset(
+    {CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED}
+)
+
+
 class Campaign(models.Model):
     """One message of one DM type from one unit to lists of one audience (I3)."""
 
@@ -247,6 +253,11 @@ class Campaign(models.Model):
     @property
     def is_editable(self) -> bool:
         return self.status in EDITABLE_STATUSES
+
+    @property
+    def send_failing(self) -> bool:
+        """Its sending has an error on record and is not over (sent or cancelled)."""
+        return bool(self.send_error) and self.status in SEND_ERROR_STATUSES
 
     @property
     def send_gave_up(self) -> bool:

@@ -25,8 +25,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from campaigns.models import (
+    SEND_ERROR_STATUSES,
     Campaign,
-    CampaignStatus,
     Delivery,
     DeliveryStatus,
     SkipReason,
@@ -220,8 +220,6 @@ def campaigns_failing(unit: SenderUnit) -> QuerySet[Campaign]:
     return (
         Campaign.objects.for_unit(unit)
         .exclude(send_error="")
-        .filter(
-            status__in=[CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED]
-        )
+        .filter(status__in=SEND_ERROR_STATUSES)
         .order_by("-send_error_at")
     )

@@ -2,7 +2,8 @@
 
 Tasks take ids (JSON), call one service, and classify errors: a lost database or broker is
 transient (retried with backoff); everything about a single mail is decided inside the service
-and recorded on its delivery row, never retried blindly here.
+and recorded on its delivery row, never retried blindly here. A start or a batch that fails is
+written on its campaign (error, attempt, next attempt), so its page never looks merely waiting.
 """
 
 from __future__ import annotations
@@ -85,11 +86,15 @@ def _retry_later(task, campaign_id: int, error: Exception) -> Exception:
         log.error("campaign %s: sending gave up after %s attempts: %r", campaign_id, attempt, error)
         _record(campaign_id, error, attempt=attempt, next_attempt_at=None)
         return error
-    countdown = get_exponential_backoff_interval(
-        factor=_RETRY["retry_backoff"],
-        retries=retries,
-        maximum=_RETRY["retry_backoff_max"],
-        full_jitter=_RETRY["retry_jitter"],
+    # At least a second: full jitter may draw 0, and a retry at once would meet the same fault.
+    countdown = max(
+        1,
+        get_exponential_backoff_interval(
+            factor=_RETRY["retry_backoff"],
+            retries=retries,
+            maximum=_RETRY["retry_backoff_max"],
+            full_jitter=_RETRY["retry_jitter"],
+        ),
     )
     next_attempt_at = timezone.now() + timedelta(seconds=countdown)
     log.warning(
@@ -115,12 +120,13 @@ def send_batch(self, campaign_id: int) -> dict:
         raise _retry_later(self, campaign_id, error) from None
     if result.sent or result.finished:
         campaign_clear_send_error(campaign_id=campaign_id)
-    elif result.deferred and not result.paused:
-        # Nothing went out and the mail server or ESP said "later": say so on the campaign.
+    elif result.deferred:
+        # Nothing went out and the mail server or ESP said "later": say so on the campaign, and
+        # that nothing is tried again if that many failures paused it.
         _record(
             campaign_id,
             result.errors[0] if result.errors else "mail deferred",
-            next_attempt_at=deferred_due(campaign_id),
+            next_attempt_at=None if result.paused else deferred_due(campaign_id),
         )
     if result.claimed:
         send_batch.delay(campaign_id)

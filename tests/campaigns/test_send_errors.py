@@ -218,6 +218,40 @@ def test_it_shows_batches_the_mail_server_keeps_deferring(
     assert Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.SENT).count() == 2
 
 
+def test_a_campaign_paused_by_its_failures_says_nothing_more_is_tried(
+    world, client_for, settings, django_capture_on_commit_callbacks
+):
+    """I10: when the failures pause the campaign, the page shows the error and no next attempt."""
+    _enqueued_batches(settings)
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", _closed_port()
+    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+    settings.MLM_DISPATCH_DOMAIN_CONCURRENCY = 0
+    settings.MLM_DISPATCH_PAUSE_AFTER_FAILURES = 2
+    campaign = _scheduled_now(world, ("ann@example.com", "ben@example.com"))
+    with django_capture_on_commit_callbacks(execute=False):
+        start_campaign(campaign.pk)
+    send_batch(campaign.pk)
+    _enqueued_batches(settings)
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.PAUSED
+    assert campaign.send_gave_up and campaign.send_error.startswith("ConnectionRefusedError")
+    detail, dashboard = _pages(client_for(world.vic), world, campaign)
+    assert "Sending failed" in detail and "no further attempt is planned" in detail
+    assert "sending failed after 1 attempt," in dashboard
+
+
+def test_an_old_error_is_not_shown_once_the_campaign_is_cancelled(world, client_for):
+    """I10: the page says what is wrong now; a cancelled campaign is not failing."""
+    campaign = _scheduled_now(world)
+    campaign_record_send_error(
+        campaign_id=campaign.pk, error="OperationalError: gone", attempt=2, next_attempt_at=None
+    )
+    Campaign.objects.filter(pk=campaign.pk).update(status=CampaignStatus.CANCELLED)
+    detail, dashboard = _pages(client_for(world.vic), world, campaign)
+    assert "OperationalError" not in detail and "Sending problems" not in dashboard
+
+
 def test_the_error_kept_names_no_address(world):
     """I9, I10: a server's answer that names a recipient is kept without the address."""
     campaign = factories.campaign(world)
