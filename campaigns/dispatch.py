@@ -21,6 +21,7 @@ import logging
 import smtplib
 import socket
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -30,7 +31,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import get_connection
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import (
     Case,
     CharField,
@@ -704,9 +705,12 @@ def deliveries_recover(*, now=None) -> int:
     return lost
 
 
-def campaigns_start_due(*, now=None) -> list[int]:
+def campaigns_start_due(
+    *, now=None, on_error: Callable[[int, DatabaseError], None] | None = None
+) -> list[int]:
     """Start every scheduled campaign whose time has come, also those whose time passed while
-    the system was down; each in its own transaction. Answers their ids."""
+    the system was down; each in its own transaction. Answers their ids. With `on_error`, a
+    campaign whose start fails at the database is handed to it and the others still start."""
     from campaigns.selectors import campaigns_due
 
     started = []
@@ -714,6 +718,11 @@ def campaigns_start_due(*, now=None) -> list[int]:
         try:
             campaign_start(campaign=campaign, by=None)
         except TransitionError:  # another beat or a person got there first
+            continue
+        except DatabaseError as error:
+            if on_error is None:
+                raise
+            on_error(campaign.pk, error)
             continue
         started.append(campaign.pk)
     return started

@@ -142,6 +142,7 @@ class CampaignMailer:
         self.reply_to = [reply_to] if reply_to else []
         self.msgid_domain = identity.email.rpartition("@")[2] or "localhost"
         self.unit_id = campaign.unit_id
+        self.campaign_id = campaign.pk
         self._links: LinkMaker | None = None
         self._date_second, self._date_header = 0, ""
 
@@ -176,6 +177,7 @@ class CampaignMailer:
             alternatives=[(parts.html, "text/html")],
         )
         message.mlm_unit_id = self.unit_id
+        message.mlm_campaign_id = self.campaign_id
         return message, message_id
 
     def build(self, recipient: Recipient) -> BuiltMail:
@@ -239,6 +241,7 @@ class CampaignMessages:
         self.metadata_campaign = str(campaign.code)
         self.metadata_unit = unit.slug
         self.unit_id = campaign.unit_id
+        self.campaign_id = campaign.pk
 
     def message_id(self, delivery_id: int) -> str:
         """The delivery's Message-ID: stable, so a duplicate at any server is recognisable."""
@@ -277,6 +280,7 @@ class CampaignMessages:
             },
         )
         message.mlm_unit_id = self.unit_id
+        message.mlm_campaign_id = self.campaign_id
         message.track_opens = message.track_clicks = self.tracking
         return message
 

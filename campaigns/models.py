@@ -132,6 +132,12 @@ EDITABLE_STATUSES = frozenset(
 )
 
 
+# Statuses in which a sending error on record is news: sending is yet to start, or under way.
+SEND_ERROR_STATUSES = frozenset(
+    {CampaignStatus.SCHEDULED, CampaignStatus.SENDING, CampaignStatus.PAUSED}
+)
+
+
 class Campaign(models.Model):
     """One message of one DM type from one unit to lists of one audience (I3)."""
 
@@ -208,6 +214,21 @@ class Campaign(models.Model):
         help_text="Why the system paused it (failures, bounce or complaint rate); empty if a "
         "person did, and cleared on resume.",
     )
+    send_error = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="The last error of its sending (class and message, never an address); cleared "
+        "when sending goes forward.",
+    )
+    send_error_at = models.DateTimeField(null=True, blank=True)
+    send_error_attempts = models.PositiveIntegerField(
+        default=0, help_text="Attempts that failed in a row with that error."
+    )
+    send_error_next_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When sending is tried again; empty with an error: no attempt is planned.",
+    )
 
     objects = UnitScopedQuerySet.as_manager()
 
@@ -232,6 +253,16 @@ class Campaign(models.Model):
     @property
     def is_editable(self) -> bool:
         return self.status in EDITABLE_STATUSES
+
+    @property
+    def send_failing(self) -> bool:
+        """Its sending has an error on record and is not over (sent or cancelled)."""
+        return bool(self.send_error) and self.status in SEND_ERROR_STATUSES
+
+    @property
+    def send_gave_up(self) -> bool:
+        """Sending failed and no automatic attempt is planned: a person must look."""
+        return bool(self.send_error) and self.send_error_next_at is None
 
 
 class UnitCampaignSettings(models.Model):

@@ -4,7 +4,7 @@ frequency caps, the sample and preview recipients, the campaign list."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import (
@@ -13,6 +13,7 @@ from django.db.models import (
     Count,
     Exists,
     IntegerField,
+    Min,
     OuterRef,
     Q,
     QuerySet,
@@ -24,6 +25,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from campaigns.models import (
+    SEND_ERROR_STATUSES,
     Campaign,
     Delivery,
     DeliveryStatus,
@@ -205,3 +207,19 @@ def campaigns_due(now=None) -> QuerySet[Campaign]:
     return Campaign.objects.filter(
         status="scheduled", scheduled_at__lte=now or timezone.now()
     ).order_by("scheduled_at")
+
+
+def deferred_due(campaign_id: int) -> datetime | None:
+    """When the campaign's first deferred delivery is due again, or None if none is deferred."""
+    rows = Delivery.objects.filter(campaign_id=campaign_id, status=DeliveryStatus.DEFERRED)
+    return rows.aggregate(at=Min("next_attempt_at"))["at"]
+
+
+def campaigns_failing(unit: SenderUnit) -> QuerySet[Campaign]:
+    """The unit's campaigns whose sending has an error on record, latest error first."""
+    return (
+        Campaign.objects.for_unit(unit)
+        .exclude(send_error="")
+        .filter(status__in=SEND_ERROR_STATUSES)
+        .order_by("-send_error_at")
+    )

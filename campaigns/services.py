@@ -6,6 +6,7 @@ the action allows, checked by its row count, and an audit entry in the same tran
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -677,4 +678,48 @@ def campaign_send_test(
     )
     transaction.on_commit(
         lambda: send_campaign_test.delay(campaign.pk, by.pk, recipient_code or None)
+    )
+
+
+# --- sending errors: what the campaign page says when sending keeps failing (I10) ---------------
+
+# An address in an error (an SMTP reply, a database detail) is personal data: never kept.
+_ADDRESS = re.compile(r"[^\s<>()\[\]{}\"',;:]+@[^\s<>()\[\]{}\"',;:]+")
+
+
+def send_error_text(error: BaseException | str) -> str:
+    """`Class: message` of an error, its first line only, every address blanked, ≤ 300 chars."""
+    if isinstance(error, BaseException):
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        text = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    else:
+        text = str(error).strip().splitlines()[0] if str(error).strip() else "unknown error"
+    return _ADDRESS.sub("<address>", text)[:300]
+
+
+@transaction.atomic
+def campaign_record_send_error(
+    *,
+    campaign_id: int,
+    error: BaseException | str,
+    attempt: int | None = None,
+    next_attempt_at: datetime | None,
+) -> None:
+    """Keep the last error of a campaign's sending, with the attempts that failed in a row
+    (`attempt` None: one more than recorded) and when it is tried again (None: it is not).
+    The text holds no address (send_error_text)."""
+    attempts = F("send_error_attempts") + 1 if attempt is None else attempt
+    Campaign.objects.filter(pk=campaign_id).update(
+        send_error=send_error_text(error),
+        send_error_at=timezone.now(),
+        send_error_attempts=attempts,
+        send_error_next_at=next_attempt_at,
+    )
+
+
+@transaction.atomic
+def campaign_clear_send_error(*, campaign_id: int) -> None:
+    """Forget the campaign's sending error once sending goes forward again."""
+    Campaign.objects.filter(pk=campaign_id).exclude(send_error="").update(
+        send_error="", send_error_at=None, send_error_attempts=0, send_error_next_at=None
     )

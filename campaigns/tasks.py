@@ -2,22 +2,28 @@
 
 Tasks take ids (JSON), call one service, and classify errors: a lost database or broker is
 transient (retried with backoff); everything about a single mail is decided inside the service
-and recorded on its delivery row, never retried blindly here.
+and recorded on its delivery row, never retried blindly here. A start or a batch that fails is
+written on its campaign (error, attempt, next attempt), so its page never looks merely waiting.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
+from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.utils import timezone
 
 from campaigns import dispatch
 from campaigns.mail import CampaignMailer
 from campaigns.models import Campaign
 from campaigns.sandbox import RenderError
+from campaigns.selectors import deferred_due
+from campaigns.services import campaign_clear_send_error, campaign_record_send_error
 from recipients.models import Recipient
 
 log = logging.getLogger(__name__)
@@ -59,6 +65,43 @@ _RETRY = {
     "retry_jitter": True,
     "max_retries": 30,
 }
+# The start and the batches retry the same way, but by hand: each failure is written on the
+# campaign first, so its page says that sending fails, why, and when it is tried again (I10).
+_RETRY_BY_HAND = {"max_retries": _RETRY["max_retries"]}
+
+
+def _record(campaign_id: int, error: BaseException | str, **when) -> None:
+    try:
+        campaign_record_send_error(campaign_id=campaign_id, error=error, **when)
+    except _TRANSIENT as lost:  # the database is what fails: the log is all that is left
+        log.warning("campaign %s: error not recorded (%s)", campaign_id, type(lost).__name__)
+
+
+def _retry_later(task, campaign_id: int, error: Exception) -> Exception:
+    """Record the failed attempt on the campaign and retry with backoff; past the last retry,
+    record that no attempt is planned and fail for good."""
+    retries = task.request.retries or 0
+    attempt = retries + 1
+    if retries >= task.max_retries:
+        log.error("campaign %s: sending gave up after %s attempts: %r", campaign_id, attempt, error)
+        _record(campaign_id, error, attempt=attempt, next_attempt_at=None)
+        return error
+    # At least a second: full jitter may draw 0, and a retry at once would meet the same fault.
+    countdown = max(
+        1,
+        get_exponential_backoff_interval(
+            factor=_RETRY["retry_backoff"],
+            retries=retries,
+            maximum=_RETRY["retry_backoff_max"],
+            full_jitter=_RETRY["retry_jitter"],
+        ),
+    )
+    next_attempt_at = timezone.now() + timedelta(seconds=countdown)
+    log.warning(
+        "campaign %s: attempt %s failed, again in %s s: %r", campaign_id, attempt, countdown, error
+    )
+    _record(campaign_id, error, attempt=attempt, next_attempt_at=next_attempt_at)
+    return task.retry(exc=error, countdown=countdown)
 
 
 @shared_task(
@@ -66,12 +109,25 @@ _RETRY = {
     bind=True,
     time_limit=max(settings.MLM_DISPATCH_LEASE_SECONDS - 10, 5),
     soft_time_limit=max(settings.MLM_DISPATCH_LEASE_SECONDS - 20, 4),
-    **_RETRY,
+    **_RETRY_BY_HAND,
 )
 def send_batch(self, campaign_id: int) -> dict:
     """Claim and send one batch of the campaign, then queue the next one (or come back when
     deferred rows are due). Delivered twice, it claims other rows or none: nothing goes twice."""
-    result = dispatch.batch_send(campaign_id=campaign_id)
+    try:
+        result = dispatch.batch_send(campaign_id=campaign_id)
+    except _TRANSIENT as error:
+        raise _retry_later(self, campaign_id, error) from None
+    if result.sent or result.finished:
+        campaign_clear_send_error(campaign_id=campaign_id)
+    elif result.deferred:
+        # Nothing went out and the mail server or ESP said "later": say so on the campaign, and
+        # that nothing is tried again if that many failures paused it.
+        _record(
+            campaign_id,
+            result.errors[0] if result.errors else "mail deferred",
+            next_attempt_at=None if result.paused else deferred_due(campaign_id),
+        )
     if result.claimed:
         send_batch.delay(campaign_id)
         log.info(
@@ -88,24 +144,39 @@ def send_batch(self, campaign_id: int) -> dict:
     return {"claimed": result.claimed, "sent": result.sent, "finished": result.finished}
 
 
-@shared_task(name="campaigns.tasks.start_campaign", **_RETRY)
-def start_campaign(campaign_id: int) -> None:
+@shared_task(name="campaigns.tasks.start_campaign", bind=True, **_RETRY_BY_HAND)
+def start_campaign(self, campaign_id: int) -> None:
     """Start a campaign sent "now": the snapshot and the first batches."""
     from campaigns.services import TransitionError
 
-    campaign = Campaign.objects.select_related("unit", "dm_type").filter(pk=campaign_id).first()
-    if campaign is None:
-        return
     try:
-        dispatch.campaign_start(campaign=campaign, by=None)
-    except TransitionError as error:  # cancelled or reopened meanwhile, or already started
-        log.info("campaign %s not started: %s", campaign.code, error)
+        campaign = Campaign.objects.select_related("unit", "dm_type").filter(pk=campaign_id).first()
+        if campaign is None:
+            return
+        try:
+            dispatch.campaign_start(campaign=campaign, by=None)
+        except TransitionError as error:  # cancelled or reopened meanwhile, or already started
+            log.info("campaign %s not started: %s", campaign.code, error)
+            return
+    except _TRANSIENT as error:
+        raise _retry_later(self, campaign_id, error) from None
+    campaign_clear_send_error(campaign_id=campaign_id)
+
+
+def _start_failed_at_sweep(campaign_id: int, error: DatabaseError) -> None:
+    log.warning("campaign %s: start failed, again at the next sweep: %r", campaign_id, error)
+    next_sweep = timezone.now() + timedelta(seconds=settings.MLM_DISPATCH_SWEEP_SECONDS)
+    _record(campaign_id, error, next_attempt_at=next_sweep)
 
 
 @shared_task(name="campaigns.tasks.start_due_campaigns", **_RETRY)
 def start_due_campaigns() -> list[int]:
-    """Beat: start scheduled campaigns whose time has come (or passed while we were down)."""
-    return dispatch.campaigns_start_due()
+    """Beat: start scheduled campaigns whose time has come (or passed while we were down); one
+    that fails is written on its page and tried again at the next sweep, the others start."""
+    started = dispatch.campaigns_start_due(on_error=_start_failed_at_sweep)
+    for campaign_id in started:
+        campaign_clear_send_error(campaign_id=campaign_id)
+    return started
 
 
 @shared_task(name="campaigns.tasks.recover_deliveries", **_RETRY)

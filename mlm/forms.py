@@ -67,3 +67,17 @@ class AuditFilterForm(Form):
         if start and end and start > end:
             self.add_error("date_to", "The end date is before the start date.")
         return data
+
+
+class OutboxFilterForm(Form):
+    """The Outbox's filters: one campaign, and a part of the recipient's address."""
+
+    campaign = forms.ChoiceField(required=False, label="Campaign")
+    address = forms.CharField(required=False, max_length=320, label="Address contains")
+
+    def __init__(self, *args: Any, campaigns: list[tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["campaign"].choices = [("", "Any campaign"), *campaigns]
+
+    def clean_address(self) -> str:
+        return self.cleaned_data["address"].strip()

@@ -28,6 +28,7 @@ class OutboxBackend(BaseEmailBackend):
             rows.append(
                 OutboxMessage(
                     unit_id=getattr(message, "mlm_unit_id", None),
+                    campaign_id=getattr(message, "mlm_campaign_id", None),
                     from_email=message.from_email,
                     recipients="\n".join(recipients),
                     subject=str(message.subject)[:500],

@@ -156,6 +156,14 @@ class OutboxMessage(models.Model):
     unit = models.ForeignKey(
         SenderUnit, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
     )
+    campaign = models.ForeignKey(
+        "campaigns.Campaign",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The campaign the message is a mail of (a delivery or a test); empty otherwise.",
+    )
     from_email = models.CharField(max_length=320)
     recipients = models.TextField(help_text="Envelope recipients, one per line.")
     subject = models.CharField(max_length=500, blank=True)

@@ -1,4 +1,5 @@
-"""Reads of the shell: the unit's audit log, filtered, and the choices its filters offer."""
+"""Reads of the shell: the unit's audit log and Outbox, filtered, and the choices their filters
+offer."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from mlm.models import AuditEntry, Membership, SenderUnit
+from mlm.models import AuditEntry, Membership, OutboxMessage, SenderUnit
 
 SYSTEM_ACTOR = "system"
 
@@ -72,3 +73,28 @@ def audit_rows(unit: SenderUnit, entries: Iterable[AuditEntry]) -> Iterator[list
             e.object_repr,
             json.dumps(e.data, ensure_ascii=False, sort_keys=True, default=str) if e.data else "",
         ]
+
+
+def outbox_campaign_choices(unit: SenderUnit) -> list[tuple[str, str]]:
+    """The unit's campaigns that have mail in the Outbox, as (campaign code, name), by name."""
+    rows = (
+        OutboxMessage.objects.for_unit(unit)
+        .filter(campaign__unit=unit)
+        .order_by("campaign__name", "campaign__code")
+        .values_list("campaign__code", "campaign__name")
+        .distinct()
+    )
+    return [(str(code), name) for code, name in rows]
+
+
+def outbox_messages(
+    unit: SenderUnit, *, campaign: str = "", address: str = ""
+) -> QuerySet[OutboxMessage]:
+    """The unit's Outbox, newest first, without the raw bytes: the mail of one campaign (by
+    code) and to addresses containing `address`, case-insensitively."""
+    outbox = OutboxMessage.objects.for_unit(unit).defer("raw").select_related("campaign")
+    if campaign:
+        outbox = outbox.filter(campaign__code=campaign, campaign__unit=unit)
+    if address:
+        outbox = outbox.filter(recipients__icontains=address)
+    return outbox

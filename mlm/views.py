@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -18,8 +19,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
+from campaigns.selectors import campaigns_failing
 from mlm import selectors
-from mlm.forms import AuditFilterForm
+from mlm.forms import AuditFilterForm, OutboxFilterForm
 from mlm.models import AuditEntry, Membership, OutboxMessage, Role
 from mlm.scoping import UnitRequest, unit_view
 from mlm.services import audit_record, heartbeat_age, unit_send_test_mail
@@ -52,6 +54,7 @@ def dashboard(request: UnitRequest) -> HttpResponse:
         "worker_age": heartbeat_age(name=WORKER_HEARTBEAT),
         "outbox_count": OutboxMessage.objects.for_unit(unit).count(),
         "uses_outbox": settings.EMAIL_BACKEND == "mlm.mail.OutboxBackend",
+        "failing": list(campaigns_failing(unit)[:10]),
     }
     return render(request, "mlm/dashboard.html", context)
 
@@ -96,9 +99,16 @@ def audit_export(request: UnitRequest) -> HttpResponse:
 
 @unit_view(Role.EDITOR)
 def outbox_list(request: UnitRequest) -> HttpResponse:
-    outbox = OutboxMessage.objects.for_unit(request.unit).defer("raw")
+    campaigns = selectors.outbox_campaign_choices(request.unit)
+    form = OutboxFilterForm(request.GET, campaigns=campaigns)
+    outbox = OutboxMessage.objects.none()
+    if form.is_valid():
+        outbox = selectors.outbox_messages(request.unit, **form.cleaned_data)
     page = Paginator(outbox, 50).get_page(request.GET.get("page"))
-    return render(request, "mlm/outbox_list.html", {"page": page})
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"page": page, "form": form, "query": query.urlencode()}
+    return render(request, "mlm/outbox_list.html", context)
 
 
 def _parse(raw: bytes) -> EmailMessage:
@@ -125,7 +135,21 @@ def outbox_detail(request: UnitRequest, message_code) -> HttpResponse:
     return render(request, "mlm/outbox_detail.html", context)
 
 
-# The HTML part is shown in a sandboxed iframe: no scripts, no forms, no same-origin access.
+# Links in a kept mail open in a new tab: the public pages they lead to refuse to be framed.
+_NEW_TAB = '<base target="_blank">'
+_HEAD = re.compile(r"<head(?:\s[^>]*)?>", re.IGNORECASE)
+_DOCTYPE = re.compile(r"\A\s*<!doctype[^>]*>", re.IGNORECASE)
+
+
+def _links_in_new_tab(html: str) -> str:
+    """The HTML with a `<base target="_blank">` first in its head (the first base wins)."""
+    found = _HEAD.search(html) or _DOCTYPE.search(html)
+    at = found.end() if found else 0
+    return html[:at] + _NEW_TAB + html[at:]
+
+
+# The HTML part is shown in a sandboxed iframe: no scripts, no forms, no same-origin access; a
+# link may open a new tab, which escapes the sandbox to show the page as a recipient sees it.
 @unit_view(Role.EDITOR)
 @xframe_options_sameorigin
 @csp_replace(
@@ -135,7 +159,7 @@ def outbox_detail(request: UnitRequest, message_code) -> HttpResponse:
         "style-src": ["'unsafe-inline'"],
         "font-src": ["https:", "data:"],
         "frame-ancestors": [SELF],
-        "sandbox": [""],
+        "sandbox": ["allow-popups", "allow-popups-to-escape-sandbox"],
         "script-src": [NONE],
         "form-action": [NONE],
     }
@@ -143,7 +167,8 @@ def outbox_detail(request: UnitRequest, message_code) -> HttpResponse:
 def outbox_html(request: UnitRequest, message_code) -> HttpResponse:
     item = get_object_or_404(OutboxMessage.objects.for_unit(request.unit), code=message_code)
     html = _part(_parse(bytes(item.raw)), "html")
-    return HttpResponse(html or "", content_type="text/html; charset=utf-8")
+    body = _links_in_new_tab(html) if html else ""
+    return HttpResponse(body, content_type="text/html; charset=utf-8")
 
 
 @unit_view(Role.EDITOR)
