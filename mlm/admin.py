@@ -11,6 +11,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from mlm import dkim, sender_checks
+from mlm.logins import AdminLoginForm
 from mlm.models import AuditEntry, Heartbeat, Membership, OutboxMessage, SenderUnit, SendingDomain
 from mlm.services import (
     audit_record,
@@ -22,6 +23,8 @@ from mlm.services import (
 
 admin.site.site_header = "MLM operations"
 admin.site.site_title = "MLM operations"
+# The staff login's lockout, with its message (mlm.logins).
+admin.site.login_form = AdminLoginForm
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -8,4 +8,4 @@ class MlmConfig(AppConfig):
     verbose_name = "MLM core"
 
     def ready(self) -> None:
-        from mlm import checks  # noqa: F401  (registers system checks)
+        from mlm import checks, logins  # noqa: F401  (system checks; login signal receivers)

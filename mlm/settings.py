@@ -245,6 +245,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Django's backend, which first refuses a locked-out login (mlm.logins).
+AUTHENTICATION_BACKENDS = ["mlm.logins.ThrottledModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
@@ -328,6 +330,9 @@ MLM_RATE_LIMITS = {
     "one_click_token": "10/m",
     "subscribe_ip": "10/h",
     "subscribe_address": "3/h",
+    # Failed staff logins (mlm.logins): past these, logins are refused until the window ends.
+    "login_account": "10/15m",
+    "login_ip": "50/15m",
 }
 for _item in env_list(
     "MLM_RATE_LIMITS",

@@ -6,6 +6,7 @@ from django.urls import include, path
 
 from campaigns.webhooks import anymail_urlpatterns
 from mlm import views
+from mlm.logins import LoginForm
 
 unit_patterns = [
     path("", views.dashboard, name="dashboard"),
@@ -27,7 +28,9 @@ urlpatterns = [
     path("health/", views.health, name="health"),
     path(
         "accounts/login/",
-        auth_views.LoginView.as_view(redirect_authenticated_user=True),
+        auth_views.LoginView.as_view(
+            redirect_authenticated_user=True, authentication_form=LoginForm
+        ),
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
