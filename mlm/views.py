@@ -18,6 +18,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
+from campaigns.selectors import setup_steps
 from mlm import selectors
 from mlm.forms import AuditFilterForm
 from mlm.models import AuditEntry, Membership, OutboxMessage, Role
@@ -47,7 +48,10 @@ def health(request: HttpRequest) -> JsonResponse:
 @unit_view(Role.VIEWER)
 def dashboard(request: UnitRequest) -> HttpResponse:
     unit = request.unit
+    steps = setup_steps(unit)
     context = {
+        "setup_steps": steps,
+        "setup_open": any(not step.done for step in steps),
         "members": unit.memberships.select_related("user").order_by("user__username"),
         "worker_age": heartbeat_age(name=WORKER_HEARTBEAT),
         "outbox_count": OutboxMessage.objects.for_unit(unit).count(),
