@@ -34,7 +34,7 @@ from campaigns.models import (
 )
 from consent.models import DMType, Subscription, SubscriptionState, Suppression
 from consent.selectors import sendable
-from mlm.models import SenderUnit
+from mlm.models import Role, SenderUnit
 from recipients.models import Category, ListMembership, Recipient, RecipientStatus
 
 
@@ -51,6 +51,7 @@ class SetupStep:
     key: str
     label: str
     url_name: str
+    role: Role  # the role whose page does it
     done: bool
     note: str = ""
 
@@ -72,6 +73,7 @@ def setup_steps(unit: SenderUnit) -> list[SetupStep]:
             "identity",
             "Request a From address",
             "identity_request",
+            Role.ADMIN,
             SenderIdentity.objects.for_unit(unit).usable().exists(),
             waiting,
         ),
@@ -79,13 +81,17 @@ def setup_steps(unit: SenderUnit) -> list[SetupStep]:
             "dm_type",
             "Define a DM type",
             "dm_type_create",
+            Role.ADMIN,
             DMType.objects.for_unit(unit).filter(archived_at__isnull=True).exists(),
         ),
-        SetupStep("list", "Create a list and add recipients", "list_create", has_members),
+        SetupStep(
+            "list", "Create a list and add recipients", "list_create", Role.EDITOR, has_members
+        ),
         SetupStep(
             "campaign",
             "Write a first campaign",
             "campaign_create",
+            Role.EDITOR,
             Campaign.objects.for_unit(unit).exists(),
         ),
     ]

@@ -50,7 +50,8 @@ def dashboard(request: UnitRequest) -> HttpResponse:
     unit = request.unit
     steps = setup_steps(unit)
     context = {
-        "setup_steps": steps,
+        # Each step links to its page only for members whose role may open it.
+        "setup_steps": [(step, request.membership.allows(step.role)) for step in steps],
         "setup_open": any(not step.done for step in steps),
         "members": unit.memberships.select_related("user").order_by("user__username"),
         "worker_age": heartbeat_age(name=WORKER_HEARTBEAT),

@@ -133,3 +133,14 @@ def test_the_campaign_form_says_what_to_do_without_a_from_address(world, client_
     assert url("identity_request", world) in admin_page
     editor_page = client_for(world.bob).get(url("campaign_create", world)).content.decode()
     assert "Ask an administrator" in editor_page
+
+
+def test_the_dashboard_lists_what_the_unit_lacks_with_links_for_those_who_may(world, client_for):
+    dashboard = reverse("dashboard", args=[world.unit.slug])
+    admin_page = client_for(world.alice).get(dashboard).content.decode()
+    assert "Getting started" in admin_page
+    assert url("identity_request", world) in admin_page
+    viewer_page = client_for(world.vic).get(dashboard).content.decode()
+    assert "Getting started" in viewer_page and "Request a From address" in viewer_page
+    assert url("identity_request", world) not in viewer_page
+    assert url("campaign_create", world) not in viewer_page
