@@ -1,18 +1,27 @@
-"""Django admin for operations staff: sender identities, and read-only views of campaigns."""
+"""Django admin for operations staff: sender identities (approving requested ones), and
+read-only views of campaigns."""
 
 from django.contrib import admin
 
 from campaigns.models import Campaign, Delivery, Layout, SenderIdentity, UnitCampaignSettings
+from campaigns.services import identity_approve
 from mlm.admin import ReadOnlyAdmin
 from mlm.services import audit_record
 
 
 @admin.register(SenderIdentity)
 class SenderIdentityAdmin(admin.ModelAdmin):
-    list_display = ["name", "email", "unit", "reply_to", "created_at"]
-    list_filter = ["unit"]
+    list_display = ["name", "email", "unit", "reply_to", "status", "created_at"]
+    list_filter = ["status", "unit"]
     search_fields = ["name", "email", "unit__name"]
     autocomplete_fields = ["unit"]
+    readonly_fields = ["status", "pending_reason"]
+    actions = ["approve"]
+
+    @admin.action(description="Approve the selected pending From addresses")
+    def approve(self, request, queryset) -> None:
+        approved = sum(identity_approve(identity=i, by=request.user) for i in queryset)
+        self.message_user(request, f"{approved} From address(es) approved; units can use them now.")
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)

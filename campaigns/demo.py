@@ -13,6 +13,7 @@ from mlm.models import SenderUnit
 DEMO_LAYOUT_NAME = "Faculty newsletter"
 DEMO_CAMPAIGN_NAME = "Engineering news, spring"
 DEMO_IDENTITY_EMAIL = "news@engineering.example.edu"
+DEMO_DKIM_SELECTOR = "mlm-demo"
 
 DEMO_SUBJECT = "{{ first_name|default('Friend') }}, your spring news from {{ unit.name }}"
 
@@ -150,14 +151,19 @@ The Faculty of Engineering communications team</p>
 
 
 def demo_setup_campaigns(unit: SenderUnit, user: AbstractBaseUser) -> None:
-    """Give `unit` a sender identity, the demo layout and a draft of the demo newsletter, once
-    (idempotent: later runs keep what exists)."""
+    """Give `unit` a signing key for its From domain, a sender identity, the demo layout and a
+    draft of the demo newsletter, once (idempotent: later runs keep what exists)."""
     from campaigns.models import Campaign, Layout, SenderIdentity
     from campaigns.services import campaign_create, identity_create, layout_create
     from consent.models import DMType
     from consent.services import dm_type_create
+    from mlm.models import SendingDomain
+    from mlm.services import sending_domain_create
     from recipients.models import Audience, RecipientList
 
+    domain = DEMO_IDENTITY_EMAIL.rpartition("@")[2]
+    if SendingDomain.objects.active_for(domain) is None:
+        sending_domain_create(domain=domain, selector=DEMO_DKIM_SELECTOR, by=None)
     identity = SenderIdentity.objects.for_unit(unit).filter(email=DEMO_IDENTITY_EMAIL).first()
     if identity is None:
         identity = identity_create(
@@ -168,20 +174,21 @@ def demo_setup_campaigns(unit: SenderUnit, user: AbstractBaseUser) -> None:
         layout = layout_create(unit=unit, name=DEMO_LAYOUT_NAME, html=DEMO_LAYOUT, by=user)
     if Campaign.objects.for_unit(unit).filter(name=DEMO_CAMPAIGN_NAME).exists():
         return
-    dm_type = DMType.objects.for_unit(unit).filter(archived_at__isnull=True).first()
+    dm_types = DMType.objects.for_unit(unit).filter(archived_at__isnull=True)
+    dm_type = dm_types.filter(key="newsletter").first() or dm_types.first()
     if dm_type is None:
         dm_type = dm_type_create(
             unit=unit,
             key="newsletter",
             name="Newsletter",
             notice_text="News of the Faculty: research, events and people, about once a month.",
+            internal_default=True,
             by=user,
         )
-    lists = RecipientList.objects.for_unit(unit).filter(audience=Audience.EXTERNAL)
-    audience = Audience.EXTERNAL
-    if not lists.exists():
-        lists = RecipientList.objects.for_unit(unit).filter(audience=Audience.INTERNAL)
-        audience = Audience.INTERNAL if lists.exists() else Audience.EXTERNAL
+    # The newsletter goes to internal recipients by default (no withdrawal, I1), so the
+    # internal lists give the draft recipients who may be mailed at once.
+    audience = Audience.INTERNAL if dm_type.internal_default else Audience.EXTERNAL
+    lists = RecipientList.objects.for_unit(unit).filter(audience=audience)
     campaign_create(
         unit=unit,
         by=user,

@@ -8,6 +8,7 @@ from django import forms
 from django.conf import settings
 
 from campaigns.models import Campaign, Layout, SenderIdentity
+from campaigns.starter import STARTER_LAYOUT_NAME
 from consent.models import DMType
 from mlm.forms import Form
 from mlm.models import SenderUnit
@@ -52,10 +53,14 @@ class CampaignForm(Form):
             archived_at__isnull=True
         )
         self.fields["lists"].queryset = RecipientList.objects.for_unit(unit)
-        self.fields["identity"].queryset = SenderIdentity.objects.for_unit(unit)
-        self.fields["layout"].queryset = Layout.objects.for_unit(unit).filter(
-            archived_at__isnull=True
-        )
+        # Identities waiting for operations are not offered: mail cannot go out as them yet.
+        self.fields["identity"].queryset = SenderIdentity.objects.for_unit(unit).usable()
+        layouts = Layout.objects.for_unit(unit).filter(archived_at__isnull=True)
+        self.fields["layout"].queryset = layouts
+        # A new draft starts in the starter layout, whose footer passes the content checks.
+        starter = layouts.filter(name=STARTER_LAYOUT_NAME).first()
+        if starter is not None and "layout" not in self.initial:
+            self.fields["layout"].initial = starter.pk
         self.fields["lists"].label_from_instance = lambda rl: (
             f"{rl.name} ({rl.get_audience_display().split(' (')[0].lower()})"
         )
@@ -101,6 +106,19 @@ class LayoutForm(Form):
         "postal address ({{ unit.postal_address }}) and links to {{ unsubscribe_url }} and "
         "{{ preferences_url }}, with the statement in English and Chinese.",
     )
+
+
+class IdentityRequestForm(Form):
+    name = forms.CharField(
+        max_length=200, label="Display name", help_text="e.g. Faculty of Engineering."
+    )
+    email = forms.EmailField(
+        max_length=320,
+        label="From address",
+        help_text="On a domain operations sign for; usable at once when its DNS records are "
+        "published, otherwise after operations approve it.",
+    )
+    reply_to = forms.EmailField(max_length=320, required=False, label="Reply-To")
 
 
 class ReviewForm(Form):

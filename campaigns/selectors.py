@@ -29,12 +29,14 @@ from campaigns.models import (
     Campaign,
     Delivery,
     DeliveryStatus,
+    IdentityStatus,
+    SenderIdentity,
     SkipReason,
     UnitCampaignSettings,
 )
-from consent.models import Subscription, SubscriptionState, Suppression
+from consent.models import DMType, Subscription, SubscriptionState, Suppression
 from consent.selectors import sendable
-from mlm.models import SenderUnit
+from mlm.models import Role, SenderUnit
 from recipients.models import Category, ListMembership, Recipient, RecipientStatus
 
 
@@ -42,6 +44,59 @@ def unit_settings(unit: SenderUnit) -> UnitCampaignSettings:
     """The unit's campaign settings (defaults until an administrator changes them)."""
     found = UnitCampaignSettings.objects.filter(unit=unit).first()
     return found if found is not None else UnitCampaignSettings(unit=unit)
+
+
+@dataclass(frozen=True)
+class SetupStep:
+    """One thing a unit needs before its first campaign can be sent."""
+
+    key: str
+    label: str
+    url_name: str
+    role: Role  # the role whose page does it
+    done: bool
+    note: str = ""
+
+
+def pending_identities(unit: SenderUnit) -> list[SenderIdentity]:
+    """The unit's From addresses that wait for operations to approve them."""
+    return list(SenderIdentity.objects.for_unit(unit).filter(status=IdentityStatus.PENDING))
+
+
+def setup_steps(unit: SenderUnit) -> list[SetupStep]:
+    """What a unit has, and lacks, to send its first campaign, in the order to set it up."""
+    pending = pending_identities(unit)
+    waiting = ""
+    if pending:
+        waiting = "Waiting for operations to approve " + ", ".join(i.email for i in pending) + "."
+    has_members = ListMembership.objects.filter(recipient_list__unit=unit).exists()
+    return [
+        SetupStep(
+            "identity",
+            "Request a From address",
+            "identity_request",
+            Role.ADMIN,
+            SenderIdentity.objects.for_unit(unit).usable().exists(),
+            waiting,
+        ),
+        SetupStep(
+            "dm_type",
+            "Define a DM type",
+            "dm_type_create",
+            Role.ADMIN,
+            DMType.objects.for_unit(unit).filter(archived_at__isnull=True).exists(),
+        ),
+        SetupStep(
+            "list", "Create a list and add recipients", "list_create", Role.EDITOR, has_members
+        ),
+        SetupStep(
+            "campaign",
+            "Write a first campaign",
+            "campaign_create",
+            Role.EDITOR,
+            Campaign.objects.for_unit(unit).exists(),
+        ),
+    ]
 
 
 def campaign_list(unit: SenderUnit) -> QuerySet[Campaign]:

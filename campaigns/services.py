@@ -25,6 +25,7 @@ from campaigns.models import (
     EDITABLE_STATUSES,
     Campaign,
     CampaignStatus,
+    IdentityStatus,
     Layout,
     SenderIdentity,
     UnitCampaignSettings,
@@ -32,7 +33,8 @@ from campaigns.models import (
 from campaigns.rendering import CONTENT_SLOT, CompiledMail
 from campaigns.sandbox import RenderError
 from consent.models import DMType
-from mlm.models import Membership, Role, SenderUnit
+from mlm.models import Membership, Role, SenderUnit, SendingDomain
+from mlm.sender_checks import Resolver, sending_domain_checks
 from mlm.services import audit_record
 from recipients.models import Audience, RecipientList
 
@@ -129,6 +131,69 @@ def identity_create(
     identity.save()
     audit_record(unit=unit, actor=by, verb="identity.create", obj=identity)
     return identity
+
+
+@transaction.atomic
+def identity_request(
+    *,
+    unit: SenderUnit,
+    name: str,
+    email: str,
+    reply_to: str = "",
+    by: AbstractBaseUser | None,
+    resolver: Resolver | None = None,
+) -> SenderIdentity:
+    """A unit administrator asks to send as `name <email>`: usable at once when its domain has
+    an active DKIM key that passes every sender check, else pending until operations approve."""
+    _require_role(unit, by, Role.ADMIN)
+    email = email.strip()
+    if SenderIdentity.objects.for_unit(unit).filter(email__iexact=email).exists():
+        raise ValidationError(f"This unit already has the From address {email}.")
+    identity = SenderIdentity(unit=unit, name=name.strip(), email=email, reply_to=reply_to)
+    identity.full_clean()
+    identity.pending_reason = _identity_pending_reason(email, resolver)
+    if identity.pending_reason:
+        identity.status = IdentityStatus.PENDING
+    identity.save()
+    audit_record(
+        unit=unit,
+        actor=by,
+        verb="identity.request",
+        obj=identity,
+        data={"status": identity.status, "domain": email.rpartition("@")[2].lower()},
+    )
+    return identity
+
+
+def _identity_pending_reason(email: str, resolver: Resolver | None) -> str:
+    """Why mail From `email` cannot go out trusted yet, or "" when it can."""
+    domain = email.rpartition("@")[2].lower()
+    sending_domain = SendingDomain.objects.active_for(domain)
+    if sending_domain is None:
+        return f"Operations have no active DKIM key for {domain} yet."
+    report = sending_domain_checks(sending_domain, resolver=resolver)
+    failing = [f"{check.name}: {check.message}" for check in report.checks if not check.ok]
+    return " ".join(failing)
+
+
+@transaction.atomic
+def identity_approve(*, identity: SenderIdentity, by: AbstractBaseUser | None) -> bool:
+    """Operations let a pending identity be used; False if it was not pending (nothing done)."""
+    updated = SenderIdentity.objects.filter(pk=identity.pk, status=IdentityStatus.PENDING).update(
+        status=IdentityStatus.APPROVED
+    )
+    if updated:
+        identity.refresh_from_db()
+        audit_record(unit=identity.unit, actor=by, verb="identity.approve", obj=identity)
+    return bool(updated)
+
+
+@transaction.atomic
+def starter_layout_create(*, unit: SenderUnit, by: AbstractBaseUser | None) -> Layout:
+    """Give a new unit the starter layout, whose footer passes every content check."""
+    from campaigns.starter import STARTER_LAYOUT, STARTER_LAYOUT_NAME
+
+    return layout_create(unit=unit, name=STARTER_LAYOUT_NAME, html=STARTER_LAYOUT, by=by)
 
 
 def _validate_layout(html: str) -> None:
@@ -301,6 +366,10 @@ def _validate_campaign(
         raise ValidationError(f"The DM type {dm_type.name!r} is archived.")
     if identity.unit_id != unit.pk:
         raise ValidationError("The sender identity belongs to another unit.")
+    if identity.status != IdentityStatus.APPROVED:
+        raise ValidationError(
+            f"The From address {identity.email} is waiting for operations to approve it."
+        )
     if layout is not None and layout.unit_id != unit.pk:
         raise ValidationError("The layout belongs to another unit.")
     for recipient_list in lists:

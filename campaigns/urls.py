@@ -13,6 +13,7 @@ urlpatterns = [
     path("layouts/new/", views.layout_create, name="layout_create"),
     path("layouts/<uuid:layout_code>/", views.layout_edit, name="layout_edit"),
     path("settings/", views.unit_settings, name="campaign_settings"),
+    path("settings/from-addresses/new/", views.identity_request, name="identity_request"),
     path("<uuid:campaign_code>/", views.campaign_detail, name="campaign_detail"),
     path("<uuid:campaign_code>/edit/", views.campaign_edit, name="campaign_edit"),
     path("<uuid:campaign_code>/submit/", views.campaign_submit, name="campaign_submit"),

@@ -23,6 +23,7 @@ from campaigns.checks import run_checks
 from campaigns.forms import (
     AcknowledgeForm,
     CampaignForm,
+    IdentityRequestForm,
     LayoutForm,
     PreviewForm,
     ReviewForm,
@@ -31,7 +32,7 @@ from campaigns.forms import (
     UnitSettingsForm,
 )
 from campaigns.mail import SAMPLE_RECIPIENT, CampaignMailer, sample_links
-from campaigns.models import Campaign, CampaignStatus, Layout
+from campaigns.models import Campaign, CampaignStatus, Layout, SenderIdentity
 from campaigns.rendering import CompiledMail
 from campaigns.sandbox import RenderError
 from mlm.forms import bound, submit
@@ -96,7 +97,16 @@ def campaign_create(request: UnitRequest) -> HttpResponse:
     if created is not None:
         messages.success(request, f"Draft “{created.name}” saved. Check it, then submit it.")
         return redirect("campaign_detail", request.unit.slug, created.code)
-    return render(request, "campaigns/campaign_form.html", {"form": form, "campaign": None})
+    context = {"form": form, "campaign": None, **_from_address_context(request)}
+    return render(request, "campaigns/campaign_form.html", context)
+
+
+def _from_address_context(request: UnitRequest) -> dict:
+    """What the campaign form says when the unit has no usable From address yet."""
+    return {
+        "no_from_address": not SenderIdentity.objects.for_unit(request.unit).usable().exists(),
+        "pending_identities": selectors.pending_identities(request.unit),
+    }
 
 
 @unit_view(Role.EDITOR)
@@ -116,7 +126,8 @@ def campaign_edit(request: UnitRequest, campaign_code: UUID) -> HttpResponse:
         again = " It is a draft again." if campaign.status != CampaignStatus.DRAFT else ""
         messages.success(request, "Saved." + again)
         return redirect("campaign_detail", request.unit.slug, updated.code)
-    return render(request, "campaigns/campaign_form.html", {"form": form, "campaign": campaign})
+    context = {"form": form, "campaign": campaign, **_from_address_context(request)}
+    return render(request, "campaigns/campaign_form.html", context)
 
 
 @unit_view(Role.VIEWER)
@@ -463,5 +474,27 @@ def unit_settings(request: UnitRequest) -> HttpResponse:
         messages.success(request, "Campaign settings saved.")
         return redirect("campaign_settings", request.unit.slug)
     caps = selectors.frequency_caps(request.unit)
-    context = {"form": form, "institution_cap": [c for c in caps if c.scope == "institution"]}
+    context = {
+        "form": form,
+        "institution_cap": [c for c in caps if c.scope == "institution"],
+        "identities": SenderIdentity.objects.for_unit(request.unit),
+    }
     return render(request, "campaigns/settings.html", context)
+
+
+@unit_view(Role.ADMIN)
+def identity_request(request: UnitRequest) -> HttpResponse:
+    form = bound(IdentityRequestForm, request)
+    identity = submit(
+        form, lambda data: services.identity_request(unit=request.unit, by=request.user, **data)
+    )
+    if identity is not None:
+        if identity.pending_reason:
+            messages.warning(
+                request,
+                f"{identity.email} waits for operations to approve it: {identity.pending_reason}",
+            )
+        else:
+            messages.success(request, f"{identity.email} is ready: campaigns can use it now.")
+        return redirect("campaign_settings", request.unit.slug)
+    return render(request, "campaigns/identity_form.html", {"form": form})

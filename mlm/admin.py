@@ -62,6 +62,11 @@ class SenderUnitAdmin(admin.ModelAdmin):
             obj=obj,
             data={"fields": form.changed_data} if change else {},
         )
+        if not change:
+            # As unit_create does: a unit made here also starts with the starter layout.
+            from campaigns.services import starter_layout_create
+
+            starter_layout_create(unit=obj, by=request.user)
 
     def save_formset(self, request, form, formset, change) -> None:
         instances = formset.save()

@@ -1,4 +1,5 @@
-"""The demo data `make run` creates: units, an administrator, and what each app adds."""
+"""The demo data `make run` creates: units, an administrator, an approver, and what each app
+adds."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from campaigns.demo import demo_setup_campaigns
@@ -19,6 +21,7 @@ from recipients.models import Audience
 from recipients.services import list_add_members, list_create, recipient_upsert
 
 DEMO_USERNAME = "demo"
+DEMO_APPROVER_USERNAME = "approver"
 DEMO_UNITS = [
     {
         "name": "Faculty of Engineering",
@@ -28,7 +31,8 @@ DEMO_UNITS = [
         ),
     },
     {
-        "name": "Alumni Relations Office",
+        # Left empty on purpose: its dashboard shows what a new unit sets up first.
+        "name": "Alumni Relations Office (empty example)",
         "slug": "alumni",
         "postal_address": (
             "Alumni Relations Office\nExample University\n1 University Road, Hong Kong"
@@ -39,35 +43,46 @@ DEMO_UNITS = [
 
 @dataclass
 class DemoLogin:
+    label: str
     username: str
     password: str
     created: bool
 
 
-def _credentials_file() -> Path:
-    return Path(settings.VAR_DIR) / "demo-login.txt"
+def _credentials_file(username: str) -> Path:
+    name = "demo-login.txt" if username == DEMO_USERNAME else f"demo-{username}-login.txt"
+    return Path(settings.VAR_DIR) / name
 
 
-@transaction.atomic
-def demo_setup() -> DemoLogin:
-    """Create the demo units and administrator once; later runs reuse them and their password."""
+def _demo_user(username: str, email: str, *, superuser: bool) -> tuple[AbstractBaseUser, bool]:
+    """The demo user `username` and whether it was made now; its password is kept in var."""
     User = get_user_model()
-    path = _credentials_file()
-    user = User.objects.filter(username=DEMO_USERNAME).first()
+    path = _credentials_file(username)
+    user = User.objects.filter(username=username).first()
     created = user is None
     if created or not path.exists():
         password = secrets.token_urlsafe(12)
         if user is None:
-            user = User.objects.create_superuser(
-                DEMO_USERNAME, email="demo.admin@example.edu", password=password
-            )
+            make = User.objects.create_superuser if superuser else User.objects.create_user
+            user = make(username, email=email, password=password)
         else:
             user.set_password(password)
             user.save(update_fields=["password"])
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(password)
         path.chmod(0o600)
-    password = path.read_text().strip()
+    return user, created
+
+
+@transaction.atomic
+def demo_setup() -> list[DemoLogin]:
+    """Create the demo units, their administrator and an approver once; later runs reuse them
+    and their passwords. The administrator writes the demo campaign; the approver signs it off
+    (maker-checker: nobody approves their own campaign unless the unit allows it)."""
+    user, created = _demo_user(DEMO_USERNAME, "demo.admin@example.edu", superuser=True)
+    approver, approver_created = _demo_user(
+        DEMO_APPROVER_USERNAME, "demo.approver@example.edu", superuser=False
+    )
     for spec in DEMO_UNITS:
         unit = SenderUnit.objects.filter(slug=spec["slug"]).first()
         if unit is None:
@@ -75,10 +90,25 @@ def demo_setup() -> DemoLogin:
         if not unit.memberships.filter(user=user).exists():
             membership_set(unit=unit, user=user, role=Role.ADMIN, by=None)
     engineering = SenderUnit.objects.get(slug="engineering")
+    if not engineering.memberships.filter(user=approver).exists():
+        membership_set(unit=engineering, user=approver, role=Role.APPROVER, by=None)
     if not DMType.objects.for_unit(engineering).exists():
         _demo_audience(engineering, user)
     demo_setup_campaigns(engineering, user)
-    return DemoLogin(DEMO_USERNAME, password, created)
+    return [
+        DemoLogin(
+            "Demo editor and administrator",
+            DEMO_USERNAME,
+            _credentials_file(DEMO_USERNAME).read_text().strip(),
+            created,
+        ),
+        DemoLogin(
+            "Demo approver",
+            DEMO_APPROVER_USERNAME,
+            _credentials_file(DEMO_APPROVER_USERNAME).read_text().strip(),
+            approver_created,
+        ),
+    ]
 
 
 # DM types, lists and recipients of the Engineering demo unit -----------------------------------

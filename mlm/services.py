@@ -51,7 +51,7 @@ def unit_create(
     default_locale: str = "en",
     by: AbstractBaseUser | None,
 ) -> SenderUnit:
-    """Create a sender unit and record it."""
+    """Create a sender unit with the starter layout, recorded."""
     unit = SenderUnit(
         name=name,
         slug=slug,
@@ -62,6 +62,11 @@ def unit_create(
     unit.full_clean()
     unit.save()
     audit_record(unit=unit, actor=by, verb="unit.create", obj=unit)
+    # Imported here: campaigns builds on the core, and a unit's first draft must pass the
+    # content checks without anyone writing a layout by hand.
+    from campaigns.services import starter_layout_create
+
+    starter_layout_create(unit=unit, by=by)
     return unit
 
 

@@ -19,7 +19,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET, require_POST
 
-from campaigns.selectors import campaigns_failing
+from campaigns.selectors import campaigns_failing, setup_steps
 from mlm import selectors
 from mlm.forms import AuditFilterForm, OutboxFilterForm
 from mlm.models import AuditEntry, Membership, OutboxMessage, Role
@@ -31,10 +31,16 @@ from recipients.imports import csv_lines
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    memberships = list(Membership.objects.filter(user=request.user).select_related("unit"))
+    memberships = list(
+        Membership.objects.filter(user=request.user).select_related("unit").order_by("unit__name")
+    )
     if len(memberships) == 1:
         return redirect("dashboard", unit_slug=memberships[0].unit.slug)
-    return render(request, "mlm/home.html", {"memberships": memberships})
+    # Units that are set up to send come first; the others say they are not, yet.
+    ready = {m.pk: all(step.done for step in setup_steps(m.unit)) for m in memberships}
+    memberships.sort(key=lambda m: not ready[m.pk])
+    rows = [(m, ready[m.pk]) for m in memberships]
+    return render(request, "mlm/home.html", {"memberships": rows})
 
 
 @require_GET
@@ -49,7 +55,11 @@ def health(request: HttpRequest) -> JsonResponse:
 @unit_view(Role.VIEWER)
 def dashboard(request: UnitRequest) -> HttpResponse:
     unit = request.unit
+    steps = setup_steps(unit)
     context = {
+        # Each step links to its page only for members whose role may open it.
+        "setup_steps": [(step, request.membership.allows(step.role)) for step in steps],
+        "setup_open": any(not step.done for step in steps),
         "members": unit.memberships.select_related("user").order_by("user__username"),
         "worker_age": heartbeat_age(name=WORKER_HEARTBEAT),
         "outbox_count": OutboxMessage.objects.for_unit(unit).count(),

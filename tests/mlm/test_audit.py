@@ -3,6 +3,8 @@
 import pytest
 from django.urls import reverse
 
+from campaigns.models import Layout
+from campaigns.starter import STARTER_LAYOUT_NAME
 from mlm.models import AuditEntry
 
 
@@ -53,6 +55,7 @@ def test_operations_create_units_and_memberships_in_admin(world, admin_client):
     assert world.bob.memberships.filter(unit__slug="design", role="editor").exists()
     assert AuditEntry.objects.filter(unit__slug="design", verb="unit.create").exists()
     assert AuditEntry.objects.filter(unit__slug="design", verb="membership.change").exists()
+    assert Layout.objects.filter(unit__slug="design", name=STARTER_LAYOUT_NAME).exists()
 
 
 def test_a_bad_time_zone_is_refused_with_a_clear_message(world, admin_client):
