@@ -26,18 +26,10 @@ from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
 from jinja2 import Template
 
-from campaigns.sandbox import RenderError, compile_template, render
+from campaigns.bodies import body_html
+from campaigns.sandbox import JINJA_CONSTRUCT, RenderError, compile_template, render
 
 CONTENT_SLOT = re.compile(r"\{\{-?\s*content\s*-?\}\}")
-_CONSTRUCT = re.compile(
-    r"""
-      \{%-?\s*raw\s*-?%\}.*?\{%-?\s*endraw\s*-?%\}
-    | \{\{(?:[^}'"]|'[^']*'|"[^"]*"|\}(?!\}))*\}\}
-    | \{%(?:[^%'"]|'[^']*'|"[^"]*"|%(?!\}))*%\}
-    | \{\#.*?\#\}
-    """,
-    re.S | re.X,
-)
 _KEYWORD = re.compile(r"\{%-?\+?\s*(\w+)")
 _OPENERS = {"if", "for", "macro", "call", "filter", "block", "with", "set", "autoescape"}
 _MIDDLES = {"elif", "else"}
@@ -146,7 +138,7 @@ def _scan(source: str) -> _Scan:
 
     position = 0
     tag_self_closed = False
-    for match in _CONSTRUCT.finditer(source):
+    for match in JINJA_CONSTRUCT.finditer(source):
         literal = source[position : match.start()]
         i = 0
         while i < len(literal):
@@ -300,8 +292,10 @@ class MailParts:
 
 class CompiledMail:
     """A campaign's subject, HTML (body in layout) and text, compiled once, rendered per
-    recipient. `strict` renders undefined names as errors (content checks), otherwise as empty
-    (sending). `sample` is one recipient's variables: the fast paths are verified on it.
+    recipient. The body is written in `body_format` (campaigns.bodies turns Markdown and rich
+    text into the HTML that goes into the layout). `strict` renders undefined names as errors
+    (content checks), otherwise as empty (sending). `sample` is one recipient's variables: the
+    fast paths are verified on it.
 
     The fast path renders all three parts with one template (subject and text in
     `{% autoescape false %}` blocks, split by a random separator): one context per recipient
@@ -313,6 +307,7 @@ class CompiledMail:
         *,
         subject: str,
         html_body: str,
+        body_format: str = "html",
         layout: str | None = None,
         text_body: str = "",
         strict: bool,
@@ -320,6 +315,7 @@ class CompiledMail:
         constants: dict[str, Any] | None = None,
     ) -> None:
         self.strict = strict
+        html_body = body_html(body_format=body_format, body=html_body)
         fold = {"constants": constants}
         self.subject_template = compile_template(
             subject, html=False, strict=strict, part="subject", **fold
