@@ -9,6 +9,8 @@ from datetime import timedelta
 import pytest
 from django.core import mail
 from django.core.cache import cache
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 from django.utils import timezone
 
@@ -22,6 +24,7 @@ from campaigns.rendering import CompiledMail
 from campaigns.sandbox import RenderError
 from campaigns.services import campaign_update
 from tests.campaigns import factories
+from tests.personas import make_world
 
 MARKDOWN_BODY = """# Hello {{ first_name|default("friend") }}
 
@@ -319,3 +322,23 @@ def test_editing_keeps_the_body_format(world):
     )
     campaign.refresh_from_db()
     assert campaign.body_format == BodyFormat.MARKDOWN and campaign.html_body == "Hi **there**"
+
+
+# The migration ---------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_campaigns_written_before_body_formats_migrate_as_html():
+    campaign = factories.campaign(make_world())
+    executor = MigrationExecutor(connection)
+    executor.migrate([("campaigns", "0004_feedback_indexes")])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE campaigns_campaign SET html_body = %s WHERE id = %s",
+            ["<p>Old</p>", campaign.pk],
+        )
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    campaign.refresh_from_db()
+    assert campaign.body_format == BodyFormat.HTML and campaign.html_body == "<p>Old</p>"
+    assert Campaign._meta.get_field("body_format").default == BodyFormat.MARKDOWN
