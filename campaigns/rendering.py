@@ -27,6 +27,7 @@ from inscriptis.model.config import ParserConfig
 from jinja2 import Template
 
 from campaigns.bodies import body_html
+from campaigns.models import BodyFormat
 from campaigns.sandbox import JINJA_CONSTRUCT, RenderError, compile_template, render
 
 CONTENT_SLOT = re.compile(r"\{\{-?\s*content\s*-?\}\}")
@@ -307,7 +308,7 @@ class CompiledMail:
         *,
         subject: str,
         html_body: str,
-        body_format: str = "html",
+        body_format: str = BodyFormat.HTML,
         layout: str | None = None,
         text_body: str = "",
         strict: bool,
@@ -327,6 +328,8 @@ class CompiledMail:
         slot = CONTENT_SLOT.search(layout) if layout else None
         self._layout_lines = layout[: slot.start()].count("\n") if slot else 0
         self._body_lines = html_body.count("\n")
+        # Lines of a Markdown or rich-text body's HTML are not the lines the editor wrote.
+        self._body_lines_written = body_format == BodyFormat.HTML
         self.plain_template = compile_template(
             combined, html=True, strict=strict, part="body", **fold
         )
@@ -440,13 +443,14 @@ class CompiledMail:
 
     def _located(self, error: RenderError) -> RenderError:
         """Name the part (layout or body) and its own line for an error in the combined HTML."""
-        if error.part != "body" or not error.lineno or not self._layout_lines:
+        if error.part != "body" or not error.lineno:
             return error
         line = error.lineno - 1  # 0-based in the combined source
         if line < self._layout_lines:
             return type(error)(error.detail, part="layout", lineno=line + 1)
         if line <= self._layout_lines + self._body_lines:
-            return type(error)(error.detail, part="body", lineno=line - self._layout_lines + 1)
+            body_line = line - self._layout_lines + 1 if self._body_lines_written else None
+            return type(error)(error.detail, part="body", lineno=body_line)
         return type(error)(error.detail, part="layout", lineno=line - self._body_lines + 1)
 
     @staticmethod

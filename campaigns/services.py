@@ -260,7 +260,12 @@ def _rate_limit(name: str, value: Decimal) -> Decimal:
 
 
 def _trial_render(
-    *, subject: str, html_body: str, layout: str | None, text_body: str, body_format: str = "html"
+    *,
+    subject: str,
+    html_body: str,
+    layout: str | None,
+    text_body: str,
+    body_format: str = BodyFormat.HTML,
 ) -> None:
     """Compile and render once for the sample recipient: a template that does not compile or
     that breaks a limit (`{{ "a" * 50000000 }}`) is refused when saved. Undefined names are
@@ -343,6 +348,8 @@ def campaign_create(
     text_body: str = "",
     layout: Layout | None = None,
     reply_to: str = "",
+    # HTML unless told: the demo and other callers that predate body formats pass HTML; the
+    # campaign form chooses Markdown for a new campaign.
     body_format: str = BodyFormat.HTML,
 ) -> Campaign:
     """Write a new draft; lists must be of the campaign's audience (I3)."""
@@ -424,7 +431,7 @@ def campaign_update(
     text_body: str = "",
     layout: Layout | None = None,
     reply_to: str = "",
-    body_format: str | None = None,
+    body_format: str | None = None,  # None: the campaign's own
 ) -> Campaign:
     """Change a campaign that has not started; one waiting for or past approval goes back to
     draft (an approver signs off what is sent, not an earlier version)."""

@@ -375,6 +375,7 @@ def live_preview(request: UnitRequest) -> HttpResponse:
         compiled = CompiledMail(
             subject=data.get("subject") or "",
             html_body=data.get("html_body") or "",
+            # The edit form always sends its format; a bare request is read as HTML, as before.
             body_format=data.get("body_format") or BodyFormat.HTML,
             layout=layout.html if layout else None,
             text_body=data.get("text_body") or "",

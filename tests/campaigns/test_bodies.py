@@ -165,6 +165,21 @@ def test_it_names_the_line_of_an_unclosed_placeholder_in_markdown():
     assert error.value.part == "body" and error.value.lineno == 3
 
 
+def test_a_render_error_in_markdown_names_the_body_but_no_line_of_its_html():
+    """The HTML's lines are not the lines the editor wrote: no line beats a wrong one."""
+    with pytest.raises(RenderError) as error:
+        CompiledMail(
+            subject="Hi",
+            html_body="# Hello\n\nSome text.\n\nDear {{ nobody_knows }}\n",
+            body_format=BodyFormat.MARKDOWN,
+            layout=LAYOUT,
+            strict=True,
+            sample=VARS,
+        )
+    assert error.value.part == "body" and error.value.lineno is None
+    assert "nobody_knows" in str(error.value)
+
+
 # Rich text ---------------------------------------------------------------------------------------
 
 
