@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.core import mail
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
@@ -178,6 +179,22 @@ def test_a_render_error_in_markdown_names_the_body_but_no_line_of_its_html():
         )
     assert error.value.part == "body" and error.value.lineno is None
     assert "nobody_knows" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "refusal"),
+    [
+        ('Hello {{ "a" * 50000000 }}', "50,000,000 characters"),
+        ("{% for i in range(9999) %}{% for j in range(9999) %}{% endfor %}{% endfor %}", "loop"),
+        ("Hello {{ ''.__class__ }}", "not available"),
+        ("Hello {{ first_name.__class__.__mro__ }}", "not available"),
+    ],
+)
+@EVERY_FORMAT
+def test_the_sandbox_holds_in_every_format(world, body_format, body, refusal):
+    """Markdown and rich text reach Jinja2 through the same sandbox and limits as HTML."""
+    with pytest.raises(ValidationError, match=refusal):
+        factories.campaign(world, body_format=body_format, html_body=body)
 
 
 # Rich text ---------------------------------------------------------------------------------------
