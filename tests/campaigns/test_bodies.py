@@ -338,6 +338,13 @@ def test_a_new_campaign_is_written_in_markdown_and_html_is_for_experts(world, cl
     assert "<script>" not in html  # the editor's glue is a static file (CSP: no inline scripts)
 
 
+def test_the_campaign_page_says_how_the_body_is_written(world, client_for):
+    campaign = factories.campaign(world, body_format=BodyFormat.RICH_TEXT, html_body="<p>Hi</p>")
+    url = reverse("campaign_detail", args=[world.unit.slug, campaign.code])
+    page = client_for(world.bob).get(url).content.decode()
+    assert "<dt>Body written in</dt><dd>Rich text</dd>" in page
+
+
 def test_editing_keeps_the_body_format(world):
     campaign = factories.campaign(world, body_format=BodyFormat.MARKDOWN, html_body="Hi *there*")
     campaign_update(
