@@ -7,7 +7,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 
-from campaigns.models import Campaign, Layout, SenderIdentity
+from campaigns.models import BodyFormat, Campaign, Layout, SenderIdentity
 from campaigns.starter import STARTER_LAYOUT_NAME
 from consent.models import DMType
 from mlm.forms import Form
@@ -34,11 +34,21 @@ class CampaignForm(Form):
         max_length=1000, help_text='Jinja2, e.g. {{ first_name|default("Friend") }}, …'
     )
     layout = forms.ModelChoiceField(queryset=Layout.objects.none(), required=False)
+    body_format = forms.ChoiceField(
+        choices=BodyFormat.choices,
+        initial=BodyFormat.MARKDOWN,
+        widget=forms.RadioSelect(attrs={"class": "body-format"}),
+        label="Write the body in",
+        help_text="The body goes into the layout, whose footer carries the unsubscribe links. "
+        "Switching keeps the text as it is: convert it yourself.",
+    )
     html_body = forms.CharField(
-        widget=forms.Textarea(attrs=CODE_AREA),
-        label="HTML body",
-        help_text="Jinja2 with recipient fields: first_name, last_name, email, category, "
-        "attributes; unit, campaign, dm_type; unsubscribe_url, preferences_url.",
+        widget=forms.Textarea(attrs={**CODE_AREA, "class": "code body-editor"}),
+        label="Body",
+        help_text="Markdown: **bold**, *italic*, [a link](https://…), - a list, # a heading. "
+        "Every format takes Jinja2 placeholders: {{ first_name }}, last_name, email, category, "
+        "attributes; unit, campaign, dm_type; unsubscribe_url, preferences_url. Rich text "
+        "keeps paragraphs, headings, lists, links and emphasis only.",
     )
     text_body = forms.CharField(
         widget=forms.Textarea(attrs={**CODE_AREA, "rows": 6}),
@@ -76,6 +86,7 @@ class CampaignForm(Form):
             "reply_to": campaign.reply_to,
             "subject": campaign.subject,
             "layout": campaign.layout_id,
+            "body_format": campaign.body_format,
             "html_body": campaign.html_body,
             "text_body": campaign.text_body,
         }
@@ -85,6 +96,7 @@ class PreviewForm(Form):
     """The live preview pane reads the unsaved fields it needs (no validation of the rest)."""
 
     subject = forms.CharField(required=False)
+    body_format = forms.ChoiceField(choices=BodyFormat.choices, required=False)
     html_body = forms.CharField(required=False)
     text_body = forms.CharField(required=False)
     layout = forms.ModelChoiceField(queryset=Layout.objects.none(), required=False)

@@ -130,6 +130,7 @@ class CampaignMailer:
         self.compiled = CompiledMail(
             subject=campaign.subject,
             html_body=campaign.html_body,
+            body_format=campaign.body_format,
             layout=layout,
             text_body=campaign.text_body,
             strict=strict,

@@ -139,6 +139,14 @@ class CampaignStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
+class BodyFormat(models.TextChoices):
+    """How an editor writes a campaign's body; each is turned into the same Jinja2 HTML."""
+
+    MARKDOWN = "markdown", "Markdown"
+    RICH_TEXT = "rich_text", "Rich text"
+    HTML = "html", "HTML (Jinja2, for experts)"
+
+
 # Statuses in which the content may still be edited (an edit sends the campaign back to draft).
 EDITABLE_STATUSES = frozenset(
     {
@@ -174,7 +182,12 @@ class Campaign(models.Model):
     )
     reply_to = models.EmailField(max_length=320, blank=True)
     subject = models.CharField(max_length=1000, blank=True)
-    html_body = models.TextField(blank=True)
+    body_format = models.CharField(
+        max_length=10, choices=BodyFormat.choices, default=BodyFormat.MARKDOWN
+    )
+    html_body = models.TextField(
+        blank=True, help_text="The body as written, in the campaign's body format."
+    )
     text_body = models.TextField(
         blank=True, help_text="Optional; generated from the HTML when empty."
     )

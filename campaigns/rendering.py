@@ -26,18 +26,11 @@ from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
 from jinja2 import Template
 
-from campaigns.sandbox import RenderError, compile_template, render
+from campaigns.bodies import body_html
+from campaigns.models import BodyFormat
+from campaigns.sandbox import JINJA_CONSTRUCT, RenderError, compile_template, render
 
 CONTENT_SLOT = re.compile(r"\{\{-?\s*content\s*-?\}\}")
-_CONSTRUCT = re.compile(
-    r"""
-      \{%-?\s*raw\s*-?%\}.*?\{%-?\s*endraw\s*-?%\}
-    | \{\{(?:[^}'"]|'[^']*'|"[^"]*"|\}(?!\}))*\}\}
-    | \{%(?:[^%'"]|'[^']*'|"[^"]*"|%(?!\}))*%\}
-    | \{\#.*?\#\}
-    """,
-    re.S | re.X,
-)
 _KEYWORD = re.compile(r"\{%-?\+?\s*(\w+)")
 _OPENERS = {"if", "for", "macro", "call", "filter", "block", "with", "set", "autoescape"}
 _MIDDLES = {"elif", "else"}
@@ -146,7 +139,7 @@ def _scan(source: str) -> _Scan:
 
     position = 0
     tag_self_closed = False
-    for match in _CONSTRUCT.finditer(source):
+    for match in JINJA_CONSTRUCT.finditer(source):
         literal = source[position : match.start()]
         i = 0
         while i < len(literal):
@@ -300,8 +293,10 @@ class MailParts:
 
 class CompiledMail:
     """A campaign's subject, HTML (body in layout) and text, compiled once, rendered per
-    recipient. `strict` renders undefined names as errors (content checks), otherwise as empty
-    (sending). `sample` is one recipient's variables: the fast paths are verified on it.
+    recipient. The body is written in `body_format` (campaigns.bodies turns Markdown and rich
+    text into the HTML that goes into the layout). `strict` renders undefined names as errors
+    (content checks), otherwise as empty (sending). `sample` is one recipient's variables: the
+    fast paths are verified on it.
 
     The fast path renders all three parts with one template (subject and text in
     `{% autoescape false %}` blocks, split by a random separator): one context per recipient
@@ -313,6 +308,7 @@ class CompiledMail:
         *,
         subject: str,
         html_body: str,
+        body_format: str = BodyFormat.HTML,
         layout: str | None = None,
         text_body: str = "",
         strict: bool,
@@ -320,6 +316,7 @@ class CompiledMail:
         constants: dict[str, Any] | None = None,
     ) -> None:
         self.strict = strict
+        html_body = body_html(body_format=body_format, body=html_body)
         fold = {"constants": constants}
         self.subject_template = compile_template(
             subject, html=False, strict=strict, part="subject", **fold
@@ -331,6 +328,8 @@ class CompiledMail:
         slot = CONTENT_SLOT.search(layout) if layout else None
         self._layout_lines = layout[: slot.start()].count("\n") if slot else 0
         self._body_lines = html_body.count("\n")
+        # Lines of a Markdown or rich-text body's HTML are not the lines the editor wrote.
+        self._body_lines_written = body_format == BodyFormat.HTML
         self.plain_template = compile_template(
             combined, html=True, strict=strict, part="body", **fold
         )
@@ -444,13 +443,14 @@ class CompiledMail:
 
     def _located(self, error: RenderError) -> RenderError:
         """Name the part (layout or body) and its own line for an error in the combined HTML."""
-        if error.part != "body" or not error.lineno or not self._layout_lines:
+        if error.part != "body" or not error.lineno:
             return error
         line = error.lineno - 1  # 0-based in the combined source
         if line < self._layout_lines:
             return type(error)(error.detail, part="layout", lineno=line + 1)
         if line <= self._layout_lines + self._body_lines:
-            return type(error)(error.detail, part="body", lineno=line - self._layout_lines + 1)
+            body_line = line - self._layout_lines + 1 if self._body_lines_written else None
+            return type(error)(error.detail, part="body", lineno=body_line)
         return type(error)(error.detail, part="layout", lineno=line - self._body_lines + 1)
 
     @staticmethod

@@ -60,6 +60,17 @@ MAX_RANGE = 10_000
 MAX_INT_BITS = 4_096
 RENDER_SECONDS = 2.0  # per part; a normal mail renders in well under a millisecond
 
+# One Jinja construct in a template's source: a raw block, an expression, a statement, a comment.
+JINJA_CONSTRUCT = re.compile(
+    r"""
+      \{%-?\s*raw\s*-?%\}.*?\{%-?\s*endraw\s*-?%\}
+    | \{\{(?:[^}'"]|'[^']*'|"[^"]*"|\}(?!\}))*\}\}
+    | \{%(?:[^%'"]|'[^']*'|"[^"]*"|%(?!\}))*%\}
+    | \{\#.*?\#\}
+    """,
+    re.S | re.X,
+)
+
 
 class RenderError(Exception):
     """A template could not be compiled or rendered; the message says where and why."""

@@ -32,7 +32,7 @@ from campaigns.forms import (
     UnitSettingsForm,
 )
 from campaigns.mail import SAMPLE_RECIPIENT, CampaignMailer, sample_links
-from campaigns.models import Campaign, CampaignStatus, Layout, SenderIdentity
+from campaigns.models import BodyFormat, Campaign, CampaignStatus, Layout, SenderIdentity
 from campaigns.rendering import CompiledMail
 from campaigns.sandbox import RenderError
 from mlm.forms import bound, submit
@@ -386,6 +386,8 @@ def live_preview(request: UnitRequest) -> HttpResponse:
         compiled = CompiledMail(
             subject=data.get("subject") or "",
             html_body=data.get("html_body") or "",
+            # The edit form always sends its format; a bare request is read as HTML, as before.
+            body_format=data.get("body_format") or BodyFormat.HTML,
             layout=layout.html if layout else None,
             text_body=data.get("text_body") or "",
             strict=False,

@@ -22,6 +22,7 @@ def _form(world) -> dict:
         "identity": factories.identity(world.unit).pk,
         "subject": "Come to Open Day, {{ first_name|default('friend') }}",
         "layout": factories.layout(world.unit).pk,
+        "body_format": "html",
         "html_body": "<p>Dear {{ first_name|default('friend') }}, see you.</p>",
         "text_body": "",
         "reply_to": "",

@@ -41,7 +41,8 @@ def test_it_writes_approves_and_schedules_a_campaign(page, world, tmp_path):
     page.get_by_label("From").select_option(index=1)
     page.get_by_label("Layout").select_option(label="Newsletter")
     page.get_by_label("Subject").fill("{{ first_name|default('Friend') }}, spring news")
-    page.get_by_label("HTML body").fill(DEMO_BODY)
+    page.get_by_label("HTML (Jinja2, for experts)").check()
+    page.get_by_label("Body", exact=True).fill(DEMO_BODY)
     preview = page.locator("#live-preview")
     # the live pane follows the typing
     expect(preview).to_contain_text("Chris, spring news", timeout=15_000)
