@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,6 +22,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def fresh_clone() -> Iterator[Path]:
+    """A clean copy of the project in a folder of its own, removed afterwards.
+
+    Not under pytest's tmp_path: pytest prunes older numbered temporary folders when another
+    session starts, and this copy holds a running database's programs for minutes.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="mlm-clone-"))
+    try:
+        workdir = folder / "mlm"
+        workdir.mkdir()
+        clean_copy(workdir)
+        yield workdir
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def clean_copy(target: Path) -> None:

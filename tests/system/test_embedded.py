@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from tests.system.conftest import wait_for
-from tests.system.make_run import Output, clean_copy, free_port, make_run
+from tests.system.make_run import Output, free_port, fresh_clone, make_run
 
 RECIPIENTS = 3000
 BATCH = 50
@@ -127,10 +127,12 @@ class Embedded:
 
 
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory) -> Iterator[Embedded]:
-    workdir = tmp_path_factory.mktemp("embedded") / "mlm"
-    workdir.mkdir()
-    clean_copy(workdir)
+def embedded() -> Iterator[Embedded]:
+    with fresh_clone() as workdir:
+        yield from _started(workdir)
+
+
+def _started(workdir: Path) -> Iterator[Embedded]:
     port = free_port()
     # A short lease and sweep, so that recovery after a kill is seen within the test.
     settings = {

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.system.make_run import clean_copy, free_port, make_run
+from tests.system.make_run import free_port, fresh_clone, make_run
 
 CHROMIUM = os.environ.get("MLM_CHROMIUM", "/usr/bin/chromium")
 LAUNCH_ARGS = [
@@ -62,7 +62,7 @@ def write_and_submit(page: Page, name: str) -> str:
     page.get_by_label("From").select_option(index=1)
     page.get_by_label("Layout").select_option(label="Starter layout")
     page.get_by_label("Subject").fill("{{ first_name|default('Friend') }}, " + name)
-    page.get_by_label("Write the body in").select_option("markdown")
+    page.get_by_label("Markdown", exact=True).check()
     page.get_by_label("Body", exact=True).fill(BODY)
     preview = page.locator("#live-preview")
     expect(preview.locator("iframe")).to_be_visible()
@@ -81,7 +81,7 @@ def approve_and_send(page: Page, campaign: str, approver: tuple[str, str]) -> in
     page.get_by_role("button", name="Review", exact=True).click()
     expect(page.get_by_text("Would receive it")).to_be_visible()
     sendable = int(page.locator(".audience-sendable").first.inner_text())
-    page.get_by_role("button", name="Approve").click()
+    page.get_by_role("button", name="Approve", exact=True).click()
     expect(page.get_by_text("Approved. It can now be scheduled.")).to_be_visible()
     page.get_by_role("button", name="Schedule", exact=True).click()
     page.get_by_label("Send now").check()
@@ -112,9 +112,11 @@ def test_a_newcomers_first_campaign_from_make_run_to_the_report(tmp_path):
     """I1, I5, I6 on the path every newcomer takes: the embedded default, as `make run` starts
     it on a fresh copy, sends, reports, and honours an unsubscribe from one of its mails."""
     assert Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM}"
-    workdir = tmp_path / "mlm"
-    workdir.mkdir()
-    clean_copy(workdir)
+    with fresh_clone() as workdir:
+        _journey(workdir, tmp_path)
+
+
+def _journey(workdir: Path, tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     started = time.monotonic()
@@ -145,7 +147,7 @@ def test_a_newcomers_first_campaign_from_make_run_to_the_report(tmp_path):
 
         # 5. The campaign report and the unit report open.
         page.goto(first)
-        page.get_by_role("link", name="Report").first.click()
+        page.get_by_role("link", name="Report", exact=True).click()
         expect(page.get_by_role("heading", name=re.compile("Open day"))).to_be_visible()
         expect(page.get_by_text(str(sendable)).first).to_be_visible()
         page.goto("/units/engineering/reports/")

@@ -11,14 +11,16 @@ from http.cookiejar import CookieJar
 
 import pytest
 
-from tests.system.make_run import clean_copy, free_port, make_run, make_run_env, wait_for_page
+from tests.system.make_run import free_port, fresh_clone, make_run, make_run_env, wait_for_page
 
 
 @pytest.mark.system
-def test_make_run_serves_the_login_page_and_logs_the_demo_admin_in(tmp_path):
-    workdir = tmp_path / "mlm"
-    workdir.mkdir()
-    clean_copy(workdir)
+def test_make_run_serves_the_login_page_and_logs_the_demo_admin_in():
+    with fresh_clone() as workdir:
+        _first_and_second_run(workdir)
+
+
+def _first_and_second_run(workdir) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with make_run(workdir, port) as output:
