@@ -82,3 +82,18 @@ def test_the_confirmation_mail_names_the_unit_and_dm_types_in_chinese(
     assert str(make_header(decode_header(message.from_email))).startswith("工程學院 <")
     assert "學院通訊" in message.body and "香港大學道1號" in message.body
     assert "學院通訊" in message.alternatives[0][0]
+
+
+def test_the_subscribe_evidence_is_the_wording_the_page_showed(
+    bilingual, django_capture_on_commit_callbacks
+):
+    """I2: the grant's evidence is what the person read, in the language they read it in."""
+    browser = Browser(HTTP_ACCEPT_LANGUAGE="zh-HK,zh;q=0.9")
+    shown = browser.get("/s/engineering/").content.decode()
+    assert "學院通訊" in shown and "學院每月通訊及活動消息。" in shown
+    assert "Event invitations" in shown  # no Chinese name: the English one
+    subscribe(django_capture_on_commit_callbacks, bilingual, browser=browser)
+    wording = SubscriptionRequest.objects.get().wording
+    assert wording.startswith("[zh-hant] ")
+    assert "工程學院" in wording
+    assert "[x] 學院通訊 (notice v2): 學院每月通訊及活動消息。" in wording
