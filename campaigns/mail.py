@@ -18,6 +18,7 @@ from django.urls import reverse
 from campaigns.models import Campaign
 from campaigns.rendering import CompiledMail, MailParts
 from consent.tokens import make_recipient_token
+from mlm.languages import language_of, text_in
 from recipients.models import Recipient
 
 # Clearly fake links for previews, checks and test mails: a test mail must never carry a real
@@ -52,16 +53,22 @@ def recipient_variables(recipient: Recipient) -> dict[str, Any]:
     return variables
 
 
-def campaign_variables(campaign: Campaign) -> dict[str, Any]:
-    """What every recipient's mail of a campaign shares: the unit, the campaign, the DM type.
+def campaign_variables(campaign: Campaign, lang: str | None = None) -> dict[str, Any]:
+    """What every recipient's mail of a campaign shares: the unit, the campaign, the DM type,
+    with the unit's and DM type's texts in `lang` (default English) where they have one.
 
     Plain dicts, never model instances: a template must not reach the ORM (`unit.recipients`).
     """
-    unit = campaign.unit
+    unit, dm_type = campaign.unit, campaign.dm_type
+    lang = lang or settings.LANGUAGE_CODE
     return {
-        "unit": {"name": unit.name, "postal_address": unit.postal_address, "slug": unit.slug},
+        "unit": {
+            "name": text_in(unit, "name", lang),
+            "postal_address": text_in(unit, "postal_address", lang),
+            "slug": unit.slug,
+        },
         "campaign": {"name": campaign.name, "code": str(campaign.code)},
-        "dm_type": {"name": campaign.dm_type.name},
+        "dm_type": {"name": text_in(dm_type, "name", lang)},
     }
 
 
@@ -125,7 +132,17 @@ class CampaignMailer:
 
     def __init__(self, campaign: Campaign, *, strict: bool = False) -> None:
         self.campaign = campaign
-        self.shared = campaign_variables(campaign)
+        self.by_language = {
+            code: campaign_variables(campaign, code) for code, _ in settings.LANGUAGES
+        }
+        self.shared = self.by_language[settings.LANGUAGE_CODE]
+        # Only what reads the same in every language is rendered once; a unit or DM type with
+        # Chinese versions is rendered per recipient, in the recipient's language.
+        constants = {
+            name: value
+            for name, value in self.shared.items()
+            if all(variables[name] == value for variables in self.by_language.values())
+        }
         layout = campaign.layout.html if campaign.layout_id else None
         self.compiled = CompiledMail(
             subject=campaign.subject,
@@ -135,7 +152,7 @@ class CampaignMailer:
             text_body=campaign.text_body,
             strict=strict,
             sample=self.sample_variables(),
-            constants=self.shared,
+            constants=constants,
         )
         identity = campaign.identity
         self.from_email = formataddr((identity.name, identity.email))
@@ -147,10 +164,16 @@ class CampaignMailer:
         self._links: LinkMaker | None = None
         self._date_second, self._date_header = 0, ""
 
+    def shared_for(self, recipient: Recipient | None) -> dict[str, Any]:
+        """The campaign's variables in the recipient's language (their locale, else the unit's)."""
+        locale = recipient.locale if recipient is not None else ""
+        return self.by_language[language_of(locale or self.campaign.unit.default_locale)]
+
     def sample_variables(self, recipient: Recipient | None = None) -> dict[str, Any]:
         """Variables of a real recipient or the sample one, with clearly fake links."""
-        person = recipient_variables(recipient) if recipient is not None else SAMPLE_RECIPIENT
-        return {**self.shared, **person, **sample_links()}
+        if recipient is None:
+            return {**self.shared, **SAMPLE_RECIPIENT, **sample_links()}
+        return {**self.shared_for(recipient), **recipient_variables(recipient), **sample_links()}
 
     def link_maker(self) -> LinkMaker:
         if self._links is None:
@@ -185,7 +208,7 @@ class CampaignMailer:
         """The mail of one recipient, with its real links (dispatch adds List-Unsubscribe)."""
         links = self.link_maker().links(recipient)
         variables = {
-            **self.shared,
+            **self.shared_for(recipient),
             **recipient_variables(recipient),
             "unsubscribe_url": links.unsubscribe,
             "preferences_url": links.preferences,
@@ -252,7 +275,7 @@ class CampaignMessages:
         """The `PrebuiltEmailMessage` of one delivery (raises RenderError, HeaderInjection)."""
         links = self.mailer.link_maker().links(recipient)
         variables = {
-            **self.mailer.shared,
+            **self.mailer.shared_for(recipient),
             **recipient_variables(recipient),
             "unsubscribe_url": links.unsubscribe,
             "preferences_url": links.preferences,

@@ -23,7 +23,7 @@ from recipients.addresses import InvalidAddress, address_hash, normalise_address
 
 class DMTypeNoticeInline(admin.TabularInline):
     model = DMTypeNotice
-    fields = ["version", "text", "created_by", "created_at"]
+    fields = ["version", "text", "text_zh_hant", "text_zh_hans", "created_by", "created_at"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -41,7 +41,7 @@ class DMTypeAdmin(ReadOnlyAdmin):
 
     list_display = ["name", "key", "unit", "internal_default", "archived_at", "created_at"]
     list_filter = ["unit", "internal_default"]
-    search_fields = ["name", "key", "=code"]
+    search_fields = ["name", "name_zh_hant", "name_zh_hans", "key", "=code"]
     inlines = [DMTypeNoticeInline]
 
 

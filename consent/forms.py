@@ -12,10 +12,31 @@ NOTICE_HELP = (
 )
 
 
+CHINESE_HELP = "Optional: recipients who read it see the English text where this is empty."
+
+
 class DMTypeEditForm(Form):
     name = forms.CharField(max_length=200, help_text="Shown to recipients, e.g. Event invitations.")
+    name_zh_hant = forms.CharField(
+        label="Name in Traditional Chinese", max_length=200, required=False, help_text=CHINESE_HELP
+    )
+    name_zh_hans = forms.CharField(
+        label="Name in Simplified Chinese", max_length=200, required=False, help_text=CHINESE_HELP
+    )
     notice_text = forms.CharField(
         label="Notice", widget=forms.Textarea(attrs={"rows": 5}), help_text=NOTICE_HELP
+    )
+    notice_text_zh_hant = forms.CharField(
+        label="Notice in Traditional Chinese",
+        widget=forms.Textarea(attrs={"rows": 5}),
+        required=False,
+        help_text=CHINESE_HELP,
+    )
+    notice_text_zh_hans = forms.CharField(
+        label="Notice in Simplified Chinese",
+        widget=forms.Textarea(attrs={"rows": 5}),
+        required=False,
+        help_text=CHINESE_HELP,
     )
     internal_default = forms.BooleanField(
         label="Send to internal recipients by default",
@@ -32,4 +53,13 @@ class DMTypeCreateForm(DMTypeEditForm):
         "changed later.",
     )
 
-    field_order = ["key", "name", "notice_text", "internal_default"]
+    field_order = [
+        "key",
+        "name",
+        "name_zh_hant",
+        "name_zh_hans",
+        "notice_text",
+        "notice_text_zh_hant",
+        "notice_text_zh_hans",
+        "internal_default",
+    ]

@@ -27,15 +27,16 @@ def build_subscription_confirmation(
         "days": settings.MLM_SUBSCRIPTION_REQUEST_DAYS,
     }
     with translation.override(subscription_request.locale or settings.LANGUAGE_CODE):
+        unit_name = unit.local_name
         subject = gettext("Please confirm your subscription to mail from %(unit)s") % {
-            "unit": unit.name
+            "unit": unit_name
         }
         text = render_to_string("public/mail/subscribe_confirm.txt", context)
         html = render_to_string("public/mail/subscribe_confirm.html", context)
     message = EmailMultiAlternatives(
         subject=subject,
         body=text,
-        from_email=formataddr((unit.name, settings.DEFAULT_FROM_EMAIL)),
+        from_email=formataddr((unit_name, settings.DEFAULT_FROM_EMAIL)),
         to=[subscription_request.email],
     )
     message.attach_alternative(html, "text/html")

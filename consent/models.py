@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from mlm.languages import text_in
 from mlm.models import SenderUnit, UnitScopedQuerySet
 
 
@@ -18,6 +19,8 @@ class DMType(models.Model):
     unit = models.ForeignKey(SenderUnit, on_delete=models.PROTECT, related_name="dm_types")
     key = models.SlugField(max_length=60, help_text="Short stable name, e.g. events.")
     name = models.CharField(max_length=200)
+    name_zh_hant = models.CharField("name (Traditional Chinese)", max_length=200, blank=True)
+    name_zh_hans = models.CharField("name (Simplified Chinese)", max_length=200, blank=True)
     internal_default = models.BooleanField(
         default=False,
         help_text="Internal recipients receive it unless they withdrew.",
@@ -45,6 +48,11 @@ class DMType(models.Model):
     def current_notice(self) -> DMTypeNotice | None:
         return self.notices.order_by("-version").first()
 
+    @property
+    def local_name(self) -> str:
+        """The name in the active language, else in English."""
+        return text_in(self, "name")
+
 
 class DMTypeNotice(models.Model):
     """One version of the text that tells people what marketing a DM type is (PDPO s35C)."""
@@ -52,6 +60,8 @@ class DMTypeNotice(models.Model):
     dm_type = models.ForeignKey(DMType, on_delete=models.PROTECT, related_name="notices")
     version = models.PositiveIntegerField()
     text = models.TextField()
+    text_zh_hant = models.TextField("text (Traditional Chinese)", blank=True)
+    text_zh_hans = models.TextField("text (Simplified Chinese)", blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -65,6 +75,11 @@ class DMTypeNotice(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dm_type} v{self.version}"
+
+    @property
+    def local_text(self) -> str:
+        """The text in the active language, else in English."""
+        return text_in(self, "text")
 
 
 class Action(models.TextChoices):

@@ -43,7 +43,7 @@ class DMTypeChoiceForm(forms.Form):
     def __init__(self, *args, dm_types: Sequence[DMType], **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.dm_types = {str(t.code): t for t in dm_types}
-        self.fields["dm"].choices = [(code, t.name) for code, t in self.dm_types.items()]
+        self.fields["dm"].choices = [(code, t.local_name) for code, t in self.dm_types.items()]
 
     def chosen(self) -> list[DMType]:
         return [self.dm_types[code] for code in self.cleaned_data["dm"]]
@@ -77,7 +77,7 @@ class SubscribeForm(DMTypeChoiceForm):
         return gettext(
             "I would like to receive the kinds of mail I tick below from %(unit)s. I can "
             "unsubscribe at any time with the link in every mail."
-        ) % {"unit": self.unit.name}
+        ) % {"unit": self.unit.local_name}
 
     def clean_email(self) -> str:
         try:
@@ -91,7 +91,7 @@ class SubscribeForm(DMTypeChoiceForm):
                     "Addresses of %(institution)s cannot subscribe here: the unit manages "
                     "them. Use the preference centre link in any mail from %(unit)s."
                 )
-                % {"institution": settings.MLM_INSTITUTION_NAME, "unit": self.unit.name}
+                % {"institution": settings.MLM_INSTITUTION_NAME, "unit": self.unit.local_name}
             )
         return address
 
@@ -99,11 +99,11 @@ class SubscribeForm(DMTypeChoiceForm):
         return bool(self.cleaned_data.get("website"))
 
     def wording(self) -> str:
-        """What the person saw and ticked, for the grant's evidence."""
+        """What the person saw and ticked, in the active language, for the grant's evidence."""
         lines = [self.statement()]
         for dm_type in self.chosen():
             notice = dm_type.current_notice
             version = f" (notice v{notice.version})" if notice else ""
-            text = f": {notice.text}" if notice else ""
-            lines.append(f"[x] {dm_type.name}{version}{text}")
+            text = f": {notice.local_text}" if notice else ""
+            lines.append(f"[x] {dm_type.local_name}{version}{text}")
         return "\n".join(lines)

@@ -276,6 +276,7 @@ def subscribe(request: HttpRequest, slug: str) -> HttpResponse:
     with translation.override(lang):  # the statement and the errors in the page's language
         form = SubscribeForm(request.POST or None, unit=unit, dm_types=dm_types)
         valid = request.method == "POST" and form.is_valid()
+        wording = f"[{lang}] {form.wording()}" if valid else ""  # as the page showed it
     if valid:
         key = address_hash(form.cleaned_data["email"])
         if retry_after := exceeded(request, limit="subscribe_address", key=key):
@@ -287,7 +288,7 @@ def subscribe(request: HttpRequest, slug: str) -> HttpResponse:
                 first_name=form.cleaned_data["first_name"],
                 last_name=form.cleaned_data["last_name"],
                 dm_types=form.chosen(),
-                wording=f"[{lang}] {form.wording()}",
+                wording=wording,
                 locale=lang,
                 **_who(request),
             )

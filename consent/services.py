@@ -44,17 +44,35 @@ def dm_type_create(
     name: str,
     notice_text: str,
     internal_default: bool = False,
+    name_zh_hant: str = "",
+    name_zh_hans: str = "",
+    notice_text_zh_hant: str = "",
+    notice_text_zh_hans: str = "",
     by: AbstractBaseUser | None,
 ) -> DMType:
-    """Create a DM type with the first version of its notice."""
+    """Create a DM type with the first version of its notice (Chinese versions optional)."""
     if not notice_text.strip():
         raise ValidationError("A DM type needs a notice that says what kind of marketing it is.")
     if DMType.objects.for_unit(unit).filter(key=key).exists():
         raise ValidationError(f"The key {key!r} is already used by another DM type of this unit.")
-    dm_type = DMType(unit=unit, key=key, name=name, internal_default=internal_default)
+    dm_type = DMType(
+        unit=unit,
+        key=key,
+        name=name,
+        name_zh_hant=name_zh_hant.strip(),
+        name_zh_hans=name_zh_hans.strip(),
+        internal_default=internal_default,
+    )
     dm_type.full_clean(validate_constraints=False)
     dm_type.save()
-    DMTypeNotice.objects.create(dm_type=dm_type, version=1, text=notice_text.strip(), created_by=by)
+    DMTypeNotice.objects.create(
+        dm_type=dm_type,
+        version=1,
+        text=notice_text.strip(),
+        text_zh_hant=notice_text_zh_hant.strip(),
+        text_zh_hans=notice_text_zh_hans.strip(),
+        created_by=by,
+    )
     audit_record(
         unit=unit, actor=by, verb="dm_type.create", obj=dm_type, data={"key": key, "notice": 1}
     )
@@ -68,27 +86,40 @@ def dm_type_update(
     name: str,
     notice_text: str,
     internal_default: bool,
+    name_zh_hant: str = "",
+    name_zh_hans: str = "",
+    notice_text_zh_hant: str = "",
+    notice_text_zh_hans: str = "",
     by: AbstractBaseUser | None,
 ) -> DMType:
-    """Change a DM type; a changed notice becomes a new version, earlier grants keep theirs."""
+    """Change a DM type; a changed notice (in any language) becomes a new version carrying all
+    three texts, earlier grants keep theirs."""
     dm_type = DMType.objects.select_for_update().get(pk=dm_type.pk)
     changed = []
-    if name != dm_type.name:
-        dm_type.name = name
-        changed.append("name")
-    if internal_default != dm_type.internal_default:
-        dm_type.internal_default = internal_default
-        changed.append("internal_default")
+    wanted = {
+        "name": name,
+        "name_zh_hant": name_zh_hant.strip(),
+        "name_zh_hans": name_zh_hans.strip(),
+        "internal_default": internal_default,
+    }
+    for field, value in wanted.items():
+        if value != getattr(dm_type, field):
+            setattr(dm_type, field, value)
+            changed.append(field)
     if changed:
         dm_type.full_clean(validate_constraints=False)
         dm_type.save(update_fields=changed)
     current = dm_type.current_notice
-    text = notice_text.strip()
-    if not text:
+    texts = {
+        "text": notice_text.strip(),
+        "text_zh_hant": notice_text_zh_hant.strip(),
+        "text_zh_hans": notice_text_zh_hans.strip(),
+    }
+    if not texts["text"]:
         raise ValidationError("The notice cannot be empty.")
-    if current is None or current.text != text:
+    if current is None or any(getattr(current, f) != t for f, t in texts.items()):
         version = (current.version if current else 0) + 1
-        DMTypeNotice.objects.create(dm_type=dm_type, version=version, text=text, created_by=by)
+        DMTypeNotice.objects.create(dm_type=dm_type, version=version, created_by=by, **texts)
         changed.append(f"notice v{version}")
     if changed:
         audit_record(

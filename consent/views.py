@@ -54,8 +54,15 @@ def dm_type_detail(request: UnitRequest, dm_type_code: UUID) -> HttpResponse:
 def dm_type_edit(request: UnitRequest, dm_type_code: UUID) -> HttpResponse:
     dm_type = _dm_type(request, dm_type_code)
     notice = dm_type.current_notice
-    initial = {"name": dm_type.name, "internal_default": dm_type.internal_default}
-    initial["notice_text"] = notice.text if notice else ""
+    initial = {
+        "name": dm_type.name,
+        "name_zh_hant": dm_type.name_zh_hant,
+        "name_zh_hans": dm_type.name_zh_hans,
+        "internal_default": dm_type.internal_default,
+        "notice_text": notice.text if notice else "",
+        "notice_text_zh_hant": notice.text_zh_hant if notice else "",
+        "notice_text_zh_hans": notice.text_zh_hans if notice else "",
+    }
     form = bound(DMTypeEditForm, request, initial=initial)
     if submit(form, lambda data: services.dm_type_update(dm_type=dm_type, by=request.user, **data)):
         messages.success(request, f"DM type “{form.cleaned_data['name']}” saved.")

@@ -49,7 +49,7 @@ class MembershipInline(admin.TabularInline):
 @admin.register(SenderUnit)
 class SenderUnitAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "timezone", "default_locale", "created_at"]
-    search_fields = ["name", "slug"]
+    search_fields = ["name", "name_zh_hant", "name_zh_hans", "slug"]
     prepopulated_fields = {"slug": ["name"]}
     inlines = [MembershipInline]
 

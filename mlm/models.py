@@ -12,6 +12,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
+from mlm.languages import text_in
+
 
 @cache
 def _timezones() -> frozenset[str]:
@@ -27,9 +29,31 @@ class SenderUnit(models.Model):
     """A department or office that sends mail; every business row belongs to exactly one."""
 
     name = models.CharField(max_length=200)
+    name_zh_hant = models.CharField(
+        "name (Traditional Chinese)",
+        max_length=200,
+        blank=True,
+        help_text="For recipients who read Traditional Chinese; empty: the English name.",
+    )
+    name_zh_hans = models.CharField(
+        "name (Simplified Chinese)",
+        max_length=200,
+        blank=True,
+        help_text="For recipients who read Simplified Chinese; empty: the English name.",
+    )
     slug = models.SlugField(max_length=60, unique=True, help_text="Used in URLs: /units/<slug>/")
     postal_address = models.TextField(
         help_text="Shown in the footer of every mail (required by anti-spam laws)."
+    )
+    postal_address_zh_hant = models.TextField(
+        "postal address (Traditional Chinese)",
+        blank=True,
+        help_text="For recipients who read Traditional Chinese; empty: the English address.",
+    )
+    postal_address_zh_hans = models.TextField(
+        "postal address (Simplified Chinese)",
+        blank=True,
+        help_text="For recipients who read Simplified Chinese; empty: the English address.",
     )
     timezone = models.CharField(
         max_length=64, default="Asia/Hong_Kong", validators=[validate_timezone]
@@ -48,6 +72,16 @@ class SenderUnit(models.Model):
     @property
     def tzinfo(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
+
+    @property
+    def local_name(self) -> str:
+        """The name in the active language, else in English."""
+        return text_in(self, "name")
+
+    @property
+    def local_postal_address(self) -> str:
+        """The postal address in the active language, else in English."""
+        return text_in(self, "postal_address")
 
 
 class Role(models.TextChoices):

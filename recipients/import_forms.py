@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from consent.models import DMType
 from mlm.forms import Form
@@ -68,8 +69,11 @@ class ImportOptionsForm(Form):
         queryset=DMType.objects.none(),
         widget=forms.CheckboxSelectMultiple,
         required=False,
-        help_text="Granting: the DM types these people agreed to. Opting out: the DM types they "
-        "withdraw (for the institution's procedure: every DM type except the one they agreed to).",
+        help_text=_(
+            "Granting (step 2 of the institution's procedure, the step that makes people "
+            "mailable): the DM types these people agreed to. Opting out (step 3, after the "
+            "grant): every DM type except the one they agreed to."
+        ),
     )
     attested = forms.BooleanField(label=ATTESTATION, required=False)
     evidence = forms.CharField(

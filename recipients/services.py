@@ -185,6 +185,9 @@ def recipient_export(*, recipient: Recipient, by: AbstractBaseUser | None = None
                 "scope": event.dm_type.name if event.dm_type_id else "all DM types of the unit",
                 "notice_version": event.notice.version if event.notice_id else None,
                 "notice_text": event.notice.text if event.notice_id else None,
+                # The same notice as the person may have read it in Chinese.
+                "notice_text_zh_hant": event.notice.text_zh_hant if event.notice_id else None,
+                "notice_text_zh_hans": event.notice.text_zh_hans if event.notice_id else None,
                 "channel": event.channel,
                 "evidence": event.evidence,
                 "actor": event.actor_label,

@@ -7,6 +7,7 @@ import pytest
 
 from campaigns.mail import SAMPLE_RECIPIENT, CampaignMailer, recipient_variables
 from campaigns.rendering import CompiledMail, html_to_text
+from mlm.models import SenderUnit
 from recipients.models import Recipient
 from tests.campaigns import factories
 
@@ -132,3 +133,24 @@ def test_the_campaign_constants_are_plain_data(world, name):
     """Templates never see model instances (no `unit.recipients.all()`)."""
     mailer = CampaignMailer(factories.campaign(world))
     assert type(mailer.shared[name]) is dict
+
+
+def test_a_zh_hans_recipient_s_mail_has_the_zh_hans_unit_name(world):
+    """The unit's name and postal address in the recipient's language, English without one."""
+    SenderUnit.objects.filter(pk=world.unit.pk).update(
+        name_zh_hans="工程学院", postal_address_zh_hans="香港大学道1号"
+    )
+    world.unit.refresh_from_db()
+    campaign = factories.campaign(world)
+    mailer = CampaignMailer(campaign)
+    hans = Recipient(unit=world.unit, email="li@example.com", first_name="Li", locale="zh-Hans")
+    assert mailer.sample_variables(hans)["unit"]["name"] == "工程学院"
+    mail = mailer.build(hans)
+    assert "工程学院" in mail.parts.subject and "香港大学道1号" in mail.parts.html
+    assert "University Road" not in mail.parts.html  # the English address
+    # zh-Hant was never written: that reader gets the English name, as does an English one.
+    for locale in ("zh-Hant", "en", ""):
+        other = Recipient(unit=world.unit, email="x@example.com", locale=locale)
+        parts = mailer.build(other).parts
+        assert "Faculty of Engineering" in parts.subject and "工程学院" not in parts.html
+        assert "University Road" in parts.html and "香港大学道1号" not in parts.html

@@ -170,3 +170,65 @@ def test_a_member_of_another_unit_gets_404(world, client_for, events):
     assert client.post(url(world, "dm_type_archive", events)).status_code == 404
     foreign = reverse("dm_type_detail", args=[world.other_unit.slug, events.code])
     assert client.get(foreign).status_code == 404  # charlie's own unit does not have it
+
+
+def test_the_form_takes_the_chinese_names_and_notices(world, client_for, events):
+    client = client_for(world.alice)
+    response = client.post(
+        url(world, "dm_type_edit", events),
+        {
+            "name": "Event invitations",
+            "name_zh_hant": "活動邀請",
+            "name_zh_hans": "活动邀请",
+            "notice_text": "Invitations to open days and lectures.",
+            "notice_text_zh_hant": "開放日及講座的邀請。",
+            "notice_text_zh_hans": "开放日及讲座的邀请。",
+        },
+        follow=True,
+    )
+    assert response.status_code == 200
+    events.refresh_from_db()
+    assert (events.name_zh_hant, events.name_zh_hans) == ("活動邀請", "活动邀请")
+    notice = events.current_notice
+    assert notice.version == 2  # the same English text, new Chinese ones: a new version
+    assert (notice.text, notice.text_zh_hant, notice.text_zh_hans) == (
+        "Invitations to open days and lectures.",
+        "開放日及講座的邀請。",
+        "开放日及讲座的邀请。",
+    )
+    page = response.content.decode()
+    assert "活動邀請" in page and "開放日及講座的邀請。" in page
+    form = client.get(url(world, "dm_type_edit", events)).content.decode()
+    assert "开放日及讲座的邀请。" in form  # the current texts to edit
+
+
+def test_a_new_notice_version_carries_all_three_texts(world, events):
+    """I4: a grant points at one notice version, so each version keeps every language."""
+    dm_type_update(
+        dm_type=events,
+        name=events.name,
+        notice_text="Invitations to open days and lectures.",
+        notice_text_zh_hant="開放日及講座的邀請。",
+        internal_default=False,
+        by=world.alice,
+    )
+    dm_type_update(
+        dm_type=events,
+        name=events.name,
+        notice_text="Invitations to open days and lectures.",
+        notice_text_zh_hant="開放日及講座的邀請。",
+        notice_text_zh_hans="开放日及讲座的邀请。",
+        internal_default=False,
+        by=world.alice,
+    )
+    versions = list(
+        DMTypeNotice.objects.filter(dm_type=events).values_list(
+            "version", "text", "text_zh_hant", "text_zh_hans"
+        )
+    )
+    english = "Invitations to open days and lectures."
+    assert versions == [
+        (3, english, "開放日及講座的邀請。", "开放日及讲座的邀请。"),
+        (2, english, "開放日及講座的邀請。", ""),
+        (1, english, "", ""),
+    ]

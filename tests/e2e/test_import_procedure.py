@@ -1,7 +1,8 @@
-"""The institution's written procedure for external lists, in a real browser with a real
-worker: import granting nothing, grant every DM type with attestation, re-import opting out of
-all but the one agreed to. The recipients end with exactly that DM type, and each recipient's
-consent timeline shows every step with its evidence (I2, I4)."""
+"""The institution's written procedure for external lists, as the import page gives it, in a
+real browser with a real worker: import granting nothing; grant with attestation and evidence
+(here a list that arrived with "all types" ticked, so every DM type); then opt out of all but
+the one agreed to. The recipients end with exactly that DM type, and each recipient's consent
+timeline shows every step with its evidence (I1, I2, I4)."""
 
 from __future__ import annotations
 
@@ -78,6 +79,14 @@ def test_the_written_procedure_ends_with_the_one_agreed_dm_type(page, worker, tm
     url = f"/units/engineering/lists/{visitors.code}/import/"
     log_in(page, "alice", PASSWORD)
 
+    # The page gives the steps in this order and says which one makes people mailable.
+    page.goto(url)
+    steps = page.locator("ol.procedure > li")
+    expect(steps).to_have_count(3)
+    expect(steps.nth(0)).to_contain_text("Import the list, granting nothing.")
+    expect(steps.nth(1)).to_contain_text("This step makes them mailable.")
+    expect(steps.nth(2)).to_contain_text("opt out of every other DM type")
+
     # 1. Import the list: nothing is ticked, nothing is granted.
     import_file(page, url, tmp_path, "1")
     expect(page.get_by_label("Add to the list, granting nothing")).to_be_checked()
@@ -90,7 +99,8 @@ def test_the_written_procedure_ends_with_the_one_agreed_dm_type(page, worker, tm
         s.subscribed for r in Recipient.objects.all() for s in recipient_dm_type_states(r)
     )
 
-    # 2. The same list again, granting every DM type with the attestation and the evidence.
+    # 2. The same list again, granting with the attestation and the evidence; it arrived with
+    # "all types" ticked, so every DM type.
     import_file(page, url, tmp_path, "2")
     page.get_by_label("Add or update recipients and grant the DM types ticked").check()
     for dm_type in types:
@@ -103,7 +113,8 @@ def test_the_written_procedure_ends_with_the_one_agreed_dm_type(page, worker, tm
     start_and_wait(page, worker)
     expect(page.get_by_role("row", name="Consent granted 9")).to_be_visible()
 
-    # 3. Re-import choosing the opt-out, ticking every DM type except the one agreed to.
+    # 3. After the grant, re-import choosing the opt-out, ticking every DM type except the one
+    # agreed to.
     import_file(page, url, tmp_path, "3")
     page.get_by_label("Opt out: withdraw the DM types ticked").check()
     page.get_by_label("Newsletter").check()

@@ -8,6 +8,7 @@ import re
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import translation
 
 from consent.models import ConsentEvent
 from mlm.models import AuditEntry
@@ -239,3 +240,37 @@ def test_the_list_page_links_to_its_imports(page):
     html = client.get(reverse("list_detail", args=["engineering", visitors.code])).content.decode()
     assert reverse("import_upload", args=["engineering", visitors.code]) in html
     assert reverse("import_job", args=["engineering", visitors.code, job.code]) in html
+
+
+STEPS = [
+    "Import the list, granting nothing.",
+    "Once they have given consent, grant the DM type they agreed to, with evidence.",
+    "When a list arrives with “all types” ticked, opt out of every other DM type.",
+]
+
+
+def test_the_upload_page_gives_the_procedure_in_the_order_that_works(page):
+    """I1, I2: opting out alone leaves every DM type at “Never”; the page says the grant of
+    step 2 is what makes people mailable, and that the opt-out comes after it."""
+    world, client, visitors, _ = page
+    html = client.get(reverse("import_upload", args=["engineering", visitors.code])).content
+    html = html.decode()
+    procedure = html[html.index('<ol class="procedure">') : html.index("</ol>")]
+    items = procedure.split("<li>")[1:]
+    assert [step in item for step, item in zip(STEPS, items, strict=True)] == [True] * 3
+    assert "This step makes them mailable." in items[1]
+    assert "mailable" not in items[0] + items[2]
+    assert "opt out of every DM type except" not in html
+    staff = list_create(unit=world.unit, name="Staff", audience=Audience.INTERNAL, by=None)
+    internal = client.get(reverse("import_upload", args=["engineering", staff.code])).content
+    assert b'class="procedure"' not in internal  # internal lists need no grant
+
+
+def test_the_procedure_is_translated(page):
+    _world, client, visitors, _ = page
+    with translation.override("zh-hant"):
+        html = client.get(reverse("import_upload", args=["engineering", visitors.code]))
+    assert "才可向他們發送郵件" in html.content.decode()
+    with translation.override("zh-hans"):
+        html = client.get(reverse("import_upload", args=["engineering", visitors.code]))
+    assert "才可以向他们发送邮件" in html.content.decode()

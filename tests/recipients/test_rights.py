@@ -214,6 +214,7 @@ def test_it_exports_everything_held_with_the_consent_history(world, person):
     first = history[0]
     assert first["notice_version"] == 1
     assert first["notice_text"] == "Invitations."
+    assert (first["notice_text_zh_hant"], first["notice_text_zh_hans"]) == ("", "")
     assert first["channel"] == "import"
     assert first["actor"] == "bob"
     assert first["ip_address"] == "203.0.113.77"
