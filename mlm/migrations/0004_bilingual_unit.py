@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("mlm", "0002_sending_domain"),
+        ("mlm", "0003_outbox_campaign"),
     ]
 
     operations = [
