@@ -69,14 +69,14 @@ def sendable(*, unit: SenderUnit, dm_type: DMType, audience: str) -> QuerySet[Re
         Q(unit=unit) | Q(unit__isnull=True), email_hash=OuterRef("email_hash")
     )
     recipients = recipients.filter(~Exists(suppressed))
-    granted = _latest_is(SubscriptionState.GRANTED)
+    grant_is_latest = _latest_is(SubscriptionState.GRANTED)
     if audience == Audience.EXTERNAL or not dm_type.internal_default:
-        return recipients.filter(granted)
+        return recipients.filter(grant_is_latest)
     # "The latest event is not a withdrawal", said positively: no event at all, or the latest
     # is a grant. exclude() across the two joins compiled into NOT IN subqueries over the whole
     # unit (9 s instead of 1 s for a million recipients, and no index walk for a first page).
     no_event = Q(sub_t__event__isnull=True, sub_all__event__isnull=True)
-    return recipients.filter(no_event | granted)
+    return recipients.filter(no_event | grant_is_latest)
 
 
 def granted(*, unit: SenderUnit, dm_type: DMType) -> QuerySet[Recipient]:

@@ -1,10 +1,12 @@
 """axe-core in a real browser: no serious or critical violation on any unit page or public page,
-in English and Traditional Chinese. The unit pages are the isolation test's walk, so a new page
-is checked as soon as it has a URL."""
+in English and Traditional Chinese, on a desktop and a phone. The unit pages are the isolation
+test's walk, so a new page is checked as soon as it has a URL. (The unit pages are not
+translated yet: asked for in Chinese they answer in English, and are checked as they answer.)"""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,8 +32,8 @@ AXE = (Path(__file__).parent / "assets" / "axe.min.js").read_text()
 DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 375, "height": 667}
 LANGUAGES = {"en": "en-GB,en;q=0.9", "zh-hant": "zh-HK,zh;q=0.9,en;q=0.5"}
 
-# Frames are left out: each frame on our pages shows a mail, scripts disabled, and the walk
-# checks the same mail's own URL as a page of its own.
+# Frames are left out: each frame on our pages shows a mail, what the unit wrote, with scripts
+# disabled, where axe cannot run.
 RUN_AXE = """async () => {
   const result = await axe.run(document, {iframes: false, resultTypes: ['violations']});
   return result.violations
@@ -72,14 +74,24 @@ def described(found: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def in_language(browser: Browser, live_server, language: str) -> Page:
-    context = browser.new_context(
-        base_url=live_server.url,
-        viewport=DESKTOP,
-        extra_http_headers={"Accept-Language": LANGUAGES[language]},
-    )
-    context.set_default_timeout(15_000)
-    return context.new_page()
+@pytest.fixture
+def page_in(browser: Browser, live_server) -> Iterator[Callable[[str], Page]]:
+    """One browser context per language, closed after the test."""
+    contexts = []
+
+    def open_page(language: str) -> Page:
+        context = browser.new_context(
+            base_url=live_server.url,
+            viewport=DESKTOP,
+            extra_http_headers={"Accept-Language": LANGUAGES[language]},
+        )
+        context.set_default_timeout(15_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield open_page
+    for context in contexts:
+        context.close()
 
 
 def richer_unit(world: World) -> list[str]:
@@ -106,11 +118,11 @@ def richer_unit(world: World) -> list[str]:
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_unit_pages_have_no_serious_violation(browser, live_server, transactional_db, language):
+def test_unit_pages_have_no_serious_violation(page_in, transactional_db, language):
     world = make_world()
     extra = richer_unit(world)
     urls = [url for _route, url in unit_urls(world)] + extra
-    page = in_language(browser, live_server, language)
+    page = page_in(language)
     log_in(page, "alice", PASSWORD)
     found, checked = {}, []
     for url in dict.fromkeys(urls):
@@ -132,56 +144,53 @@ def test_unit_pages_have_no_serious_violation(browser, live_server, transactiona
             found[url] = violations
     assert len(checked) >= 25, checked
     assert not found, "\n" + described(found)
-    page.context.close()
 
 
-def public_pages(page: Page, mailing: Mailing, language: str):
-    """Walk the recipient's pages as a person would, yielding (name, page) at each stop."""
+def submit(page: Page) -> None:
+    """Press the first button of the page's form and wait for the page it answers with."""
+    with page.expect_navigation():
+        page.locator("main form button[type=submit]").first.click()
+
+
+def public_pages(page: Page, mailing: Mailing, language: str) -> Iterator[str]:
+    """Walk the recipient's pages as a person would, yielding the name of each stop."""
     unsubscribe = f"/u/{make_recipient_token(recipient=mailing.erin, dm_type=mailing.newsletter)}/"
     page.goto(unsubscribe)
     yield "unsubscribe"
-    page.locator("main form button[type=submit]").first.click()
-    page.wait_for_load_state()
+    submit(page)
     yield "unsubscribed"
-    page.locator("main form button[type=submit]").first.click()
-    page.wait_for_load_state()
+    submit(page)
     yield "resubscribed"
     page.goto(f"/u/{make_recipient_token(recipient=mailing.erin)}/")
     yield "unsubscribe without a DM type"
     page.goto(f"/p/{make_recipient_token(recipient=mailing.erin)}/")
     yield "preferences"
-    page.locator("main form button[type=submit]").first.click()
-    page.wait_for_load_state()
+    submit(page)
     yield "preferences saved"
     page.goto(f"/p/{make_recipient_token(recipient=mailing.ian)}/")
     yield "preferences of staff"
     page.goto("/s/engineering/")
     yield "subscribe"
-    page.locator("main form button[type=submit]").first.click()
-    page.wait_for_load_state()
+    submit(page)
     yield "subscribe with errors"
     page.locator("input[name=email]").fill(f"new-{language}@example.com")
     page.locator("input[name=first_name]").fill("Nora")
     page.locator("input[name=dm]").first.check()
-    page.locator("main form button[type=submit]").first.click()
-    page.wait_for_load_state()
+    submit(page)
     yield "subscribe sent"
     request = SubscriptionRequest.objects.get(email=f"new-{language}@example.com")
     page.goto(f"/s/confirm/{make_subscription_token(request_code=request.code)}/")
     yield "subscribe confirm"
-    page.locator("main form button[type=submit]").first.click()
-    page.wait_for_load_state()
+    submit(page)
     yield "subscribe done"
     page.goto("/u/not-a-token/")
     yield "invalid link"
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_public_pages_have_no_serious_violation(
-    browser, live_server, transactional_db, settings, language
-):
+def test_public_pages_have_no_serious_violation(page_in, transactional_db, settings, language):
     mailing = make_mailing(make_world())
-    page = in_language(browser, live_server, language)
+    page = page_in(language)
     found, checked = {}, []
     for name in public_pages(page, mailing, language):
         assert page.locator("html").get_attribute("lang") == language, name
@@ -196,4 +205,3 @@ def test_public_pages_have_no_serious_violation(
         found["too many requests"] = violations
     assert len(checked) == 13, checked
     assert not found, "\n" + described(found)
-    page.context.close()
