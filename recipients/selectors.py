@@ -12,7 +12,7 @@ from django.db.models.functions import Concat
 from psycopg import errors
 
 from consent.models import ConsentEvent, DMType, Suppression
-from consent.selectors import sendable
+from consent.selectors import granted, sendable
 from mlm.models import SenderUnit
 from recipients.models import Audience, Category, ListMembership, Recipient, RecipientList
 
@@ -196,6 +196,53 @@ def lists_with_counts(unit: SenderUnit) -> QuerySet[RecipientList]:
         .annotate(member_count=Count("memberships"))
         .order_by("-audience", "name")  # "internal" sorts after "external"
     )
+
+
+@dataclass(frozen=True)
+class DMTypeReach:
+    """Of a list's members: how many agreed to a DM type, how many a mail of it would reach."""
+
+    dm_type: DMType
+    granted: int
+    sendable: int
+
+
+@dataclass(frozen=True)
+class ListSummary:
+    """A list's member total and, per current DM type of the unit, its reach."""
+
+    members: int
+    reach: list[DMTypeReach]
+
+
+def list_summaries(unit: SenderUnit, lists: list[RecipientList]) -> dict[int, ListSummary]:
+    """Member totals and consent per DM type of `lists`, by list id, in one query for all of
+    them. "Would receive" is `consent.selectors.sendable` for the list's audience (I1), as a
+    campaign to the list would count it; "granted" is a grant as the latest event."""
+    dm_types = list(DMType.objects.for_unit(unit).filter(archived_at__isnull=True).order_by("name"))
+    counts = {"members": Count("recipient")}
+    for dm_type in dm_types:
+        agreed = granted(unit=unit, dm_type=dm_type).values("pk")
+        reachable = Q()
+        for audience in Audience.values:
+            allowed = sendable(unit=unit, dm_type=dm_type, audience=audience).values("pk")
+            reachable |= Q(recipient_list__audience=audience, recipient__in=allowed)
+        counts[f"granted_{dm_type.pk}"] = Count("recipient", filter=Q(recipient__in=agreed))
+        counts[f"sendable_{dm_type.pk}"] = Count("recipient", filter=reachable)
+    rows = {
+        row["recipient_list"]: row
+        for row in ListMembership.objects.filter(recipient_list__in=[rl.pk for rl in lists])
+        .values("recipient_list")
+        .order_by()
+        .annotate(**counts)
+    }
+    empty = dict.fromkeys(counts, 0)
+    summaries = {}
+    for recipient_list in lists:
+        row = rows.get(recipient_list.pk, empty)
+        reach = [DMTypeReach(t, row[f"granted_{t.pk}"], row[f"sendable_{t.pk}"]) for t in dm_types]
+        summaries[recipient_list.pk] = ListSummary(row["members"], reach)
+    return summaries
 
 
 def recipient_lists(recipient: Recipient) -> QuerySet[RecipientList]:

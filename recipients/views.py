@@ -58,7 +58,10 @@ def _evidence_context(request: UnitRequest) -> dict:
 
 @unit_view(Role.VIEWER)
 def list_list(request: UnitRequest) -> HttpResponse:
-    lists = selectors.lists_with_counts(request.unit)
+    lists = list(selectors.lists_with_counts(request.unit))
+    summaries = selectors.list_summaries(request.unit, lists)
+    for recipient_list in lists:
+        recipient_list.summary = summaries[recipient_list.pk]
     return render(request, "recipients/list_list.html", {"lists": lists})
 
 
@@ -80,7 +83,14 @@ def list_detail(request: UnitRequest, list_code: UUID) -> HttpResponse:
     form = SearchForm(request.GET)
     page = _page(request, form, recipient_list=recipient_list)
     add_form = ListAddRecipientForm(recipient_list=recipient_list)
-    context = {"list": recipient_list, "form": form, "page": page, "add_form": add_form}
+    summary = selectors.list_summaries(request.unit, [recipient_list])[recipient_list.pk]
+    context = {
+        "list": recipient_list,
+        "form": form,
+        "page": page,
+        "add_form": add_form,
+        "summary": summary,
+    }
     return render(request, "recipients/list_detail.html", context)
 
 

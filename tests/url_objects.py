@@ -1,16 +1,18 @@
-"""For each URL keyword under /units/<slug>/, make an object of the given unit and return the value.
+"""Every URL under /units/<slug>/ filled with real objects of a unit: a maker per URL keyword.
 
 The isolation test fills every unit URL with real objects of the unit, so that a 404 for an
-outsider proves scoping, not a missing object. A later issue that adds a URL keyword adds its
-maker here; the test names the missing one.
+outsider proves scoping, not a missing object; the accessibility test walks the same pages. A
+later issue that adds a URL keyword adds its maker here; the test names the missing one.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from consent.models import DMType
 from consent.services import dm_type_create
+from mlm.checks import unit_url_patterns
 from mlm.mail import OutboxBackend, build_test_message
 from mlm.models import OutboxMessage
 from recipients.models import Audience, Category, RecipientList
@@ -82,3 +84,24 @@ MAKERS: dict[str, Callable[[World], str]] = {
     "layout_code": campaign_factories.layout_code,
     "job_code": _import_job,
 }
+
+
+KWARG = re.compile(r"<(?:\w+:)?(\w+)>")
+
+
+def unit_urls(world: World) -> list[tuple[str, str]]:
+    """(route, concrete URL in world.unit) for every unit URL pattern."""
+    urls = []
+    for route, _pattern in unit_url_patterns():
+        url = "/" + route
+        for name in KWARG.findall(route):
+            if name == "unit_slug":
+                value = world.unit.slug
+            else:
+                assert name in MAKERS, (
+                    f"add a maker for the URL keyword {name!r} to tests/url_objects.py"
+                )
+                value = MAKERS[name](world)
+            url = re.sub(rf"<(?:\w+:)?{name}>", value, url, count=1)
+        urls.append((route, url))
+    return urls

@@ -174,3 +174,31 @@ def test_layouts_are_written_and_checked(world, client_for):
     )
     assert response.status_code == 302
     assert "Bare" in client.get(url("layouts", world)).content.decode()
+
+
+def test_a_sent_campaign_shows_what_was_sent_apart_from_the_audience_now(world, client_for):
+    """I4: what was sent is read from the deliveries; today's audience estimate, which consent
+    changes since have moved, is labelled as such and shown apart."""
+    from tests.campaigns.report_data import sent_campaign
+
+    sent = sent_campaign(world)
+    news = factories.dm_type(world.unit)
+    friends = factories.recipient_list(world.unit)
+    for email in ("late1@example.com", "late2@example.com"):
+        factories.member(friends, email, granted=news)
+    page = client_for(world.vic).get(url("campaign_detail", world, sent.campaign.code))
+    html = page.content.decode()
+    assert "What was sent</h2>" in html
+    assert '<strong class="sent-count">17</strong>' in html
+    assert '<dd class="skipped-count">3</dd>' in html
+    assert '<dd class="failed-count">1</dd>' in html
+    assert "Audience now, not what was sent</h2>" in html
+    assert '<strong class="audience-sendable">2</strong>' in html
+    assert html.index("What was sent</h2>") < html.index("Audience now, not what was sent")
+
+
+def test_a_draft_shows_only_the_audience_now(world, client_for):
+    campaign = factories.campaign(world)
+    html = client_for(world.vic).get(url("campaign_detail", world, campaign.code)).content.decode()
+    assert "Audience now</h2>" in html
+    assert "What was sent" not in html and "not what was sent" not in html

@@ -16,6 +16,7 @@ from recipients.models import Audience, ImportJob, ImportMode, ImportStatus
 from recipients.services import list_create
 from recipients.tasks import run_import
 from tests.imports.helpers import csv_bytes, dm_types
+from tests.imports.helpers import run_import as import_file
 
 ROWS = [
     ["Email", "First name", "Last name", "Company"],
@@ -274,3 +275,30 @@ def test_the_procedure_is_translated(page):
     with translation.override("zh-hans"):
         html = client.get(reverse("import_upload", args=["engineering", visitors.code]))
     assert "才可以向他们发送邮件" in html.content.decode()
+
+
+def test_the_import_history_shows_a_failed_import_as_failed(page):
+    """I10: an import that failed says so where its history is read, with its reason, and
+    shows no counts of changes it did not make."""
+    world, client, visitors, _ = page
+    good = csv_bytes([["email", "name"]] + [[f"p{i}@example.com", "Plain"] for i in range(30000)])
+    data = good + "late@example.com,最後\r\n".encode("big5hkscs")
+    failed = import_file(visitors, data, by=world.alice, encoding="utf-8")
+    assert failed.status == ImportStatus.FAILED
+    done = import_file(visitors, csv_bytes(ROWS), by=world.alice, name="open-day.csv")
+    assert done.status == ImportStatus.SUCCEEDED
+
+    history = client.get(reverse("import_list", args=["engineering", visitors.code]))
+    rows = re.findall(r"<tr[^>]*>.*?</tr>", history.content.decode(), re.S)
+    failed_row = next(r for r in rows if "people.csv" in r)
+    assert 'class="import-failed"' in failed_row
+    assert "Failed" in failed_row and "Nothing was changed." in failed_row
+    assert "cannot be read as UTF-8" in failed_row
+    assert failed_row.count('<td class="num">—</td>') == 4
+    done_row = next(r for r in rows if "open-day.csv" in r)
+    assert "import-failed" not in done_row and "Failed" not in done_row
+
+    listing = client.get(reverse("list_detail", args=["engineering", visitors.code]))
+    recent = re.findall(r"<li>.*?</li>", listing.content.decode(), re.S)
+    assert any("people.csv" in li and "Failed: nothing was changed" in li for li in recent)
+    assert not any("open-day.csv" in li and "Failed" in li for li in recent)

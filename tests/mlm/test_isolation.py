@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 from django.urls import path, reverse
 
-from mlm.checks import unit_url_patterns
-from tests.url_objects import MAKERS
-
-KWARG = re.compile(r"<(?:\w+:)?(\w+)>")
-
-
-def unit_urls(world) -> list[tuple[str, str]]:
-    """(route, concrete URL in world.unit) for every unit URL pattern."""
-    urls = []
-    for route, _pattern in unit_url_patterns():
-        url = "/" + route
-        for name in KWARG.findall(route):
-            if name == "unit_slug":
-                value = world.unit.slug
-            else:
-                assert name in MAKERS, (
-                    f"add a maker for the URL keyword {name!r} to tests/url_objects.py"
-                )
-                value = MAKERS[name](world)
-            url = re.sub(rf"<(?:\w+:)?{name}>", value, url, count=1)
-        urls.append((route, url))
-    return urls
+from tests.url_objects import unit_urls
 
 
 def test_the_walk_finds_the_unit_pages(world):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from consent.models import Action, Channel, ConsentEvent, DMType, SuppressionReason
@@ -96,6 +98,107 @@ def test_it_lists_the_lists_with_member_counts_in_one_query(
     assert response.status_code == 200
     assert "Partners" in page and "Staff" in page
     assert "New list" not in page  # a viewer cannot create one
+
+
+def consent_on_lists(world, partners, staff, dm_types) -> None:
+    """Partners: granted (news, events), never asked, granted then bounced, granted then
+    suppressed. Staff: one by default, one who withdrew everything."""
+    news, events = dm_types["news"], dm_types["events"]
+    granted = person(world, "granted@partner.org")
+    grant(recipient=granted, dm_types=[news, events], channel=Channel.ADMIN, evidence="Form 7")
+    never = person(world, "never@partner.org")
+    bounced = person(world, "bounced@partner.org")
+    grant(recipient=bounced, dm_types=[news], channel=Channel.ADMIN, evidence="Form 8")
+    Recipient.objects.filter(pk=bounced.pk).update(status=RecipientStatus.BOUNCED)
+    suppressed = person(world, "suppressed@partner.org")
+    grant(recipient=suppressed, dm_types=[news], channel=Channel.ADMIN, evidence="Form 9")
+    suppress(email=suppressed.email, unit=world.unit, reason=SuppressionReason.MANUAL)
+    members = [granted, never, bounced, suppressed]
+    list_add_members(recipient_list=partners, recipients=members, by=world.bob)
+    by_default = person(world, "staff@example.edu", Category.STAFF)
+    left = person(world, "left@example.edu", Category.STAFF)
+    withdraw(recipient=left, dm_types=None, channel=Channel.ONE_CLICK)
+    list_add_members(recipient_list=staff, recipients=[by_default, left], by=world.bob)
+
+
+def reach(world, recipient_list, dm_type) -> tuple[int, int]:
+    """(granted, would receive) of a list's members for a DM type, counted another way (no
+    grant here is withdrawn later)."""
+    members = Recipient.objects.filter(list_memberships__recipient_list=recipient_list)
+    would = sendable(unit=world.unit, dm_type=dm_type, audience=recipient_list.audience)
+    agreed = ConsentEvent.objects.filter(dm_type=dm_type, action=Action.GRANT)
+    return (
+        members.filter(consent_events__in=agreed).distinct().count(),
+        members.filter(pk__in=would.values("pk")).count(),
+    )
+
+
+def test_the_list_pages_show_totals_and_consent_per_dm_type(
+    world, client_for, partners, staff, dm_types
+):
+    """I1: "would receive" is `sendable` for the list's audience, as a campaign counts it; a
+    grant alone is not enough (bounced, suppressed)."""
+    consent_on_lists(world, partners, staff, dm_types)
+    news, events, seminars = dm_types["news"], dm_types["events"], dm_types["seminars"]
+    summaries = selectors.list_summaries(world.unit, [partners, staff])
+    got = {
+        (name, r.dm_type.key): (r.granted, r.sendable)
+        for name, rl in (("partners", partners), ("staff", staff))
+        for r in summaries[rl.pk].reach
+    }
+    assert got == {
+        ("partners", "events"): (1, 1),
+        ("partners", "news"): (3, 1),
+        ("partners", "seminars"): (0, 0),
+        ("staff", "events"): (0, 0),
+        ("staff", "news"): (0, 1),
+        ("staff", "seminars"): (0, 0),
+    }
+    for rl in (partners, staff):
+        for t in (news, events, seminars):
+            assert got[(rl.name.lower(), t.key)] == reach(world, rl, t)
+    assert (summaries[partners.pk].members, summaries[staff.pk].members) == (4, 2)
+
+    client = client_for(world.vic)
+    detail = client.get(page_of(world, "list_detail", partners)).content.decode()
+    assert "<strong>4</strong> members." in detail
+    assert (
+        '<tr><th scope="row">Newsletter</th><td class="num">3</td><td class="num">1</td></tr>'
+        in detail
+    )
+    listing = client.get(page_of(world, "lists")).content.decode()
+    assert '1 would receive</span><br><small class="reach-granted">3 granted' in listing
+
+
+def test_the_consent_summary_is_one_query_whatever_the_number_of_lists(
+    world, partners, staff, dm_types
+):
+    consent_on_lists(world, partners, staff, dm_types)
+    more = [
+        list_create(unit=world.unit, name=f"More {i}", audience=Audience.EXTERNAL, by=None)
+        for i in range(5)
+    ]
+    lists = [partners, staff, *more]
+    with CaptureQueriesContext(connection) as few:
+        selectors.list_summaries(world.unit, lists[:1])
+    with CaptureQueriesContext(connection) as many:
+        summaries = selectors.list_summaries(world.unit, lists)
+    assert len(few) == len(many) == 2  # the DM types, then every list's counts
+    assert summaries[more[0].pk].members == 0
+
+
+def test_an_empty_list_says_so_and_what_to_do(world, client_for, partners):
+    editor = client_for(world.bob).get(page_of(world, "list_detail", partners)).content.decode()
+    assert "This list is empty." in editor
+    assert "Import a file of recipients" in editor and "add one recipient" in editor
+    assert page_of(world, "import_upload", partners) in editor
+    viewer = client_for(world.vic).get(page_of(world, "list_detail", partners)).content.decode()
+    assert "This list is empty." in viewer and "An editor of the unit can import" in viewer
+    listing = client_for(world.vic).get(page_of(world, "lists")).content.decode()
+    assert "0 <small>(empty)</small>" in listing
+    list_add_members(recipient_list=partners, recipients=[person(world, "a@p.org")], by=None)
+    again = client_for(world.bob).get(page_of(world, "list_detail", partners)).content.decode()
+    assert "This list is empty." not in again and "<strong>1</strong> member." in again
 
 
 def test_an_editor_creates_a_list_and_a_viewer_cannot(world, client_for):
