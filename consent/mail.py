@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from email.utils import formataddr
+from email.utils import parseaddr
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.translation import gettext
 
 from consent.models import SubscriptionRequest
 from consent.tokens import subscription_confirm_url
+from mlm.mailbuild import MessageBuilder, PrebuiltEmailMessage
 
 
 def build_subscription_confirmation(
     *, subscription_request: SubscriptionRequest
-) -> EmailMultiAlternatives:
-    """The mail whose link, and only that, lets a subscription request be confirmed."""
+) -> PrebuiltEmailMessage:
+    """The mail whose link, and only that, lets a subscription request be confirmed; built as
+    campaign mail is (headers folded and encoded by the project's builder), without the list
+    headers of DM mail."""
     unit = subscription_request.unit
     context = {
         "unit": unit,
@@ -33,12 +35,17 @@ def build_subscription_confirmation(
         }
         text = render_to_string("public/mail/subscribe_confirm.txt", context)
         html = render_to_string("public/mail/subscribe_confirm.html", context)
-    message = EmailMultiAlternatives(
+    sender = parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
+    builder = MessageBuilder(
+        from_addr=sender,
+        from_name=unit_name,
         subject=subject,
-        body=text,
-        from_email=formataddr((unit_name, settings.DEFAULT_FROM_EMAIL)),
-        to=[subscription_request.email],
+        message_id_domain=sender.rsplit("@", 1)[-1],
+        unsubscribe_post=False,
     )
-    message.attach_alternative(html, "text/html")
+    built = builder.build(
+        to_addr=subscription_request.email, text=text, html=html, unsubscribe_url=None
+    )
+    message = builder.django_message(built)
     message.mlm_unit_id = unit.pk
     return message

@@ -353,12 +353,14 @@ class MessageBuilder:
         to_name: str = "",
         text: str,
         html: str,
-        unsubscribe_url: str,
+        unsubscribe_url: str | None,
         unsubscribe_mailto: str | None = None,
         message_id: str | None = None,
         subject: str | None = None,
     ) -> BuiltMessage:
-        """One recipient's message. `subject` overrides the campaign's (a personalised one)."""
+        """One recipient's message. `subject` overrides the campaign's (a personalised one).
+        Without `unsubscribe_url` (a transactional mail, e.g. a confirmation) it carries no
+        List-Unsubscribe header."""
         if subject is None:
             if self._subject is None:
                 raise ValueError("No subject: give one to the builder or to build().")
@@ -371,9 +373,11 @@ class MessageBuilder:
             message_id = self.make_message_id()
         elif not _MSG_ID.fullmatch(check_header_value(message_id, "Message-ID")):
             raise ValueError(f"{message_id!r} is not a Message-ID (<left@right>).")
-        unsubscribe = f"<{self._url(unsubscribe_url)}>"
-        if unsubscribe_mailto is not None:
-            unsubscribe += f", <{self._url(unsubscribe_mailto)}>"
+        unsubscribe = ""
+        if unsubscribe_url is not None:
+            unsubscribe = f"<{self._url(unsubscribe_url)}>"
+            if unsubscribe_mailto is not None:
+                unsubscribe += f", <{self._url(unsubscribe_mailto)}>"
         date = _date_now()
         text_cte, text_body = encode_body(text, self._boundary)
         html_cte, html_body = encode_body(html, self._boundary)
@@ -382,7 +386,7 @@ class MessageBuilder:
                 self._head,
                 (
                     f"{to_line}{subject_line}Date: {date}\r\nMessage-ID: {message_id}\r\n"
-                    f"{_fold('List-Unsubscribe', unsubscribe.split(' '))}"
+                    f"{_fold('List-Unsubscribe', unsubscribe.split(' ')) if unsubscribe else ''}"
                 ).encode("ascii"),
                 self._tail,
                 text_cte,
@@ -395,12 +399,9 @@ class MessageBuilder:
                 self._end,
             )
         )
-        headers = {
-            "Message-ID": message_id,
-            "Date": date,
-            "List-Unsubscribe": unsubscribe,
-            **self.invariant_headers,
-        }
+        headers = {"Message-ID": message_id, "Date": date, **self.invariant_headers}
+        if unsubscribe:
+            headers["List-Unsubscribe"] = unsubscribe
         return BuiltMessage(
             raw=raw,
             message_id=message_id,

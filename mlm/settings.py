@@ -435,8 +435,8 @@ EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False, "Use implicit TLS with the SMTP
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, "SMTP timeout in seconds.")
 DEFAULT_FROM_EMAIL = env_str(
     "DEFAULT_FROM_EMAIL",
-    "mlm@localhost",
-    "Sender of system mail (login, confirmations).",
+    "mlm@example.edu",
+    "Sender of system mail (login, confirmations); its domain also names their Message-IDs.",
     production=True,
 )
 SERVER_EMAIL = DEFAULT_FROM_EMAIL

@@ -221,3 +221,28 @@ def test_the_form_is_rate_limited(mailing, settings, django_capture_on_commit_ca
     assert codes == [200, 200, 429]
     assert SubscriptionRequest.objects.count() == 2
     assert int(response["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize("accept", ["en", "zh-HK,zh;q=0.9"])
+def test_the_confirmation_is_built_by_the_project_builder_and_parses_back_exactly(
+    mailing, django_capture_on_commit_callbacks, accept
+):
+    """The raw mail's Subject decodes to exactly the subject (no space folded in after
+    `Subject:`), and a confirmation carries no List-Unsubscribe headers: it is no DM mail."""
+    import email
+    import email.policy
+
+    browser = Browser(HTTP_ACCEPT_LANGUAGE=accept)
+    subscribe(django_capture_on_commit_callbacks, mailing, browser=browser)
+    send_subscription_confirmation.run(SubscriptionRequest.objects.get().pk)
+    message = mail.outbox[0]
+    parsed = email.message_from_bytes(message.message().as_bytes(), policy=email.policy.default)
+    assert parsed["Subject"] == message.subject
+    assert not parsed["Subject"].startswith(" ")
+    assert parsed["To"].addresses[0].addr_spec == "sam@example.org"
+    assert parsed["From"].addresses[0].display_name == "Faculty of Engineering"
+    assert parsed["Message-ID"].endswith("@example.edu>")
+    assert "List-Unsubscribe" not in parsed and "List-Unsubscribe-Post" not in parsed
+    assert not parsed.defects
+    text = parsed.get_body(("plain",)).get_content()
+    assert "http://testserver/s/confirm/" in text

@@ -147,7 +147,7 @@ def _journey(workdir: Path, tmp_path: Path) -> None:
 
         # 5. The campaign report and the unit report open.
         page.goto(first)
-        page.get_by_role("link", name="Report", exact=True).click()
+        page.get_by_role("button", name="Report", exact=True).click()
         expect(page.get_by_role("heading", name=re.compile("Open day"))).to_be_visible()
         expect(page.get_by_text(str(sendable)).first).to_be_visible()
         page.goto("/units/engineering/reports/")
