@@ -1,8 +1,13 @@
 """Fixtures shared by every test folder."""
 
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
+from playwright.sync_api import Browser, sync_playwright
 
 from tests.personas import World, make_world
 
@@ -35,3 +40,26 @@ def _allow_test_flushes(sender, connection, **kwargs) -> None:
     unless this session flag is on. The application never sets it; the I4 tests turn it off."""
     with connection.cursor() as cursor:
         cursor.execute("SET mlm.ledger_maintenance = 'on'")
+
+
+# One Chromium for the session, shared by the browser tests (tests/e2e) and the system tests
+# that drive one: Playwright's sync API runs a single event loop per thread.
+CHROMIUM = os.environ.get("MLM_CHROMIUM", "/usr/bin/chromium")
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield browser
+        browser.close()

@@ -5,22 +5,16 @@ recipient unsubscribes through a link of a kept mail, and the next campaign skip
 
 from __future__ import annotations
 
-import os
 import re
 import time
 import urllib.parse
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.system.make_run import free_port, fresh_clone, make_run
 
-CHROMIUM = os.environ.get("MLM_CHROMIUM", "/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
 # From `make run` on a fresh clone to the first mail in the Outbox, install included.
 FIRST_MAIL_WITHIN = 5 * 60
 
@@ -108,23 +102,21 @@ def outbox_total(page: Page, campaign_name: str) -> int:
 
 @pytest.mark.system
 @pytest.mark.e2e
-def test_a_newcomers_first_campaign_from_make_run_to_the_report(tmp_path):
+def test_a_newcomers_first_campaign_from_make_run_to_the_report(browser, tmp_path):
     """I1, I5, I6 on the path every newcomer takes: the embedded default, as `make run` starts
     it on a fresh copy, sends, reports, and honours an unsubscribe from one of its mails."""
-    assert Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM}"
     with fresh_clone() as workdir:
-        _journey(workdir, tmp_path)
+        _journey(workdir, browser, tmp_path)
 
 
-def _journey(workdir: Path, tmp_path: Path) -> None:
+def _journey(workdir: Path, browser: Browser, tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     started = time.monotonic()
-    with make_run(workdir, port) as output, sync_playwright() as playwright:
+    with make_run(workdir, port) as output:
         _, editor = output.wait_for(r"Demo editor.*user name (\S+)\s+password (\S+)", 600)
         _, approver = output.wait_for(r"Demo approver.*user name (\S+)\s+password (\S+)", 60)
         output.wait_for(r"MLM is running at", timeout=60)
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         context = browser.new_context(base_url=base, viewport={"width": 1280, "height": 900})
         context.set_default_timeout(20_000)
         page = context.new_page()
@@ -184,4 +176,4 @@ def _journey(workdir: Path, tmp_path: Path) -> None:
         page.get_by_role("button", name="Filter").click()
         expect(page.locator("#outbox-total")).to_have_text(re.compile(r"^0 messages"))
         page.screenshot(path=tmp_path / "outbox.png", full_page=True)
-        browser.close()
+        context.close()
