@@ -287,6 +287,18 @@ MLM_IMPORT_MAX_BYTES = env_int(
     200 * 1024 * 1024,
     "Largest recipient file (CSV or XLSX) an import accepts, in bytes.",
 )
+MLM_IMPORT_LEASE_SECONDS = env_int(
+    "MLM_IMPORT_LEASE_SECONDS",
+    300,
+    "Seconds a running import may go without progress before it is taken for dead (its worker "
+    "killed or out of memory), marked failed and its files removed.",
+)
+MLM_IMPORT_RETENTION_DAYS = env_int(
+    "MLM_IMPORT_RETENTION_DAYS",
+    30,
+    "Days a finished import's rejected-rows report is kept; uploads never started are deleted "
+    "after a day.",
+)
 
 # Security. Production (DEBUG off) gets HTTPS-only cookies, HSTS and redirects by default.
 _https = _site.scheme == "https"
@@ -541,6 +553,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "consent.tasks.purge_subscription_requests",
         "schedule": 3600.0,
     },
+    "imports-recover": {"task": "recipients.tasks.recover_imports", "schedule": 60.0},
+    "imports-purge": {"task": "recipients.tasks.purge_imports", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

@@ -19,7 +19,6 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import SuspiciousFileOperation, ValidationError
 from django.core.files import File
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
@@ -295,7 +294,7 @@ def _event_evidence(job: ImportJob) -> str:
 
 def _fail(job: ImportJob, message: str) -> None:
     ImportJob.objects.filter(pk=job.pk).update(
-        status=ImportStatus.FAILED, error=message, finished_at=timezone.now()
+        status=ImportStatus.FAILED, error=message, finished_at=timezone.now(), lease_until=None
     )
     audit_record(
         unit=job.unit,
@@ -306,35 +305,55 @@ def _fail(job: ImportJob, message: str) -> None:
     )
 
 
+class LeaseLost(Exception):
+    """The recovery sweep gave this import up while it ran (its lease had run out)."""
+
+
+def _lease(seconds: int | None = None):
+    return timezone.now() + timedelta(seconds=seconds or settings.MLM_IMPORT_LEASE_SECONDS)
+
+
 def import_run(*, job_id: int) -> ImportJob | None:
     """Run a queued import: stream the file into a staging table (progress is visible), then
-    apply it in one transaction, so that a failure changes nothing.
+    apply it in one transaction, so that a failure changes nothing (I10).
 
-    Returns None if another worker has the job. A job that a dead worker left running is taken
-    over once the task time limit has surely killed that worker.
+    Returns None if the job is not queued (another worker has it, or it ended). The job holds
+    a lease that its progress renews; if its worker dies, `imports_recover` fails it once the
+    lease runs out, and a worker that finds its job given up stops without writing.
     """
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 60)
-    claimed = ImportJob.objects.filter(
-        Q(status=ImportStatus.QUEUED)
-        | Q(status__in=[ImportStatus.READING, ImportStatus.APPLYING], started_at__lt=stale),
-        pk=job_id,
-    ).update(status=ImportStatus.READING, started_at=now, rows_read=0, error="")
+    claimed = ImportJob.objects.filter(status=ImportStatus.QUEUED, pk=job_id).update(
+        status=ImportStatus.READING, started_at=now, rows_read=0, error="", lease_until=_lease()
+    )
     if not claimed:
         log.info("import %s: not queued, or another worker has it", job_id)
         return None
     job = ImportJob.objects.select_related("unit", "recipient_list", "created_by").get(pk=job_id)
     jobs = ImportJob.objects.filter(pk=job.pk)
+    reading = jobs.filter(status=ImportStatus.READING)
+
+    def progress(**fields: Any) -> None:
+        """Show progress and renew the lease, unless the sweep has given the job up."""
+        if not reading.update(lease_until=_lease(), **fields):
+            raise LeaseLost
+
     run = imports.ImportRun(job)
     try:
         run.create_stage()
         with imports.open_stored(job.file.name) as stream:
             run.stage(
                 stream,
-                progress=lambda n: jobs.update(rows_read=n),
-                total=lambda n: jobs.update(rows_total=n),
+                progress=lambda n: progress(rows_read=n),
+                total=lambda n: progress(rows_total=n),
             )
-        jobs.update(status=ImportStatus.APPLYING, rows_read=run.counts.rows_read)
+        # Applying is one transaction, which renews nothing: its lease outlasts the task's
+        # hard time limit, which ends a stuck worker first.
+        if not reading.update(
+            status=ImportStatus.APPLYING,
+            rows_read=run.counts.rows_read,
+            lease_until=_lease(settings.CELERY_TASK_TIME_LIMIT + 60),
+        ):
+            raise LeaseLost
         log.info(
             "import %s: %s rows read and staged in %.1f s; applying",
             job.code,
@@ -355,12 +374,14 @@ def import_run(*, job_id: int) -> ImportJob | None:
             )
             counts = run.counts.as_dict()
             log.info("import %s: applied; committing", job.code)
-            jobs.update(
+            if not jobs.filter(status=ImportStatus.APPLYING).update(
                 status=ImportStatus.SUCCEEDED,
+                lease_until=None,
                 rows_total=run.counts.rows_read,
                 rejected_file=rejected,
                 **counts,
-            )
+            ):
+                raise LeaseLost  # rolls the import back: the job was given up meanwhile
             audit_record(
                 unit=job.unit,
                 actor=job.created_by,
@@ -372,6 +393,8 @@ def import_run(*, job_id: int) -> ImportJob | None:
         jobs.update(finished_at=timezone.now())
     except ImportFileError as error:
         _fail(job, str(error))
+    except LeaseLost:
+        log.warning("import %s: given up by the recovery sweep; nothing was changed", job.code)
     except Exception:
         log.exception("import %s failed", job.code)
         _fail(job, UNEXPECTED)
@@ -394,6 +417,73 @@ def import_run(*, job_id: int) -> ImportJob | None:
         job.rejected_count,
     )
     return job
+
+
+WORKER_LOST = (
+    "The worker running this import stopped before it finished (it may have run out of "
+    "memory, or been restarted). Nothing was changed: import the file again."
+)
+
+
+def imports_recover(*, now=None) -> int:
+    """Fail the imports whose lease ran out: their worker died (killed, out of memory) and
+    nothing else will end them (I10). Their files are removed; the page offers to try again.
+    Returns how many were given up."""
+    now = now or timezone.now()
+    given_up = 0
+    stale = ImportJob.objects.filter(
+        status__in=[ImportStatus.READING, ImportStatus.APPLYING], lease_until__lt=now
+    ).select_related("unit", "recipient_list", "created_by")
+    for job in stale:
+        # Conditional: a worker that renewed its lease meanwhile keeps its job.
+        if not ImportJob.objects.filter(pk=job.pk, status=job.status, lease_until__lt=now).update(
+            status=ImportStatus.FAILED, error=WORKER_LOST, finished_at=now, lease_until=None
+        ):
+            continue
+        given_up += 1
+        log.warning("import %s: its worker stopped; marked failed", job.code)
+        audit_record(
+            unit=job.unit,
+            actor=None,
+            verb="import.fail",
+            obj=job,
+            data={"list": str(job.recipient_list.code), "mode": job.mode, "reason": "lease"},
+        )
+        _delete_files(job, "file", "rejected_file")
+    return given_up
+
+
+def _delete_files(job: ImportJob, *fields: str) -> None:
+    for name in fields:
+        stored = getattr(job, name)
+        if stored:
+            stored.delete(save=False)
+    ImportJob.objects.filter(pk=job.pk).update(**{name: "" for name in fields})
+
+
+NEVER_STARTED = "Never started: the uploaded file was deleted after a day. Import it again."
+
+
+def imports_purge(*, now=None) -> int:
+    """Delete what imports keep of people's files once it is no longer needed: uploads never
+    started after a day (the job says so), rejected-rows reports after
+    MLM_IMPORT_RETENTION_DAYS. Returns how many files were deleted."""
+    now = now or timezone.now()
+    deleted = 0
+    abandoned = ImportJob.objects.filter(
+        status=ImportStatus.UPLOADED, created_at__lt=now - timedelta(days=1)
+    ).exclude(file="")
+    for job in abandoned:
+        if ImportJob.objects.filter(pk=job.pk, status=ImportStatus.UPLOADED).update(
+            status=ImportStatus.FAILED, error=NEVER_STARTED, finished_at=now
+        ):
+            _delete_files(job, "file")
+            deleted += 1
+    old = now - timedelta(days=settings.MLM_IMPORT_RETENTION_DAYS)
+    for job in ImportJob.objects.filter(finished_at__lt=old).exclude(rejected_file=""):
+        _delete_files(job, "rejected_file")
+        deleted += 1
+    return deleted
 
 
 def directory_sync(

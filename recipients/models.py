@@ -206,6 +206,11 @@ class ImportJob(models.Model):
         max_length=10, choices=ImportStatus.choices, default=ImportStatus.UPLOADED
     )
     error = models.TextField(blank=True)
+    lease_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="While it runs: when the worker must next show life, or the job is given up.",
+    )
     rows_total = models.PositiveIntegerField(null=True, blank=True)
     rows_read = models.PositiveIntegerField(default=0)
     created_count = models.PositiveIntegerField(default=0)

@@ -4,6 +4,7 @@ halfway through leaves the database exactly as it was."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -126,3 +127,51 @@ def test_a_worker_failing_halfway_leaves_the_database_as_it_was(worker):
     assert snapshot() == before
     assert "injected fault" in worker.log()
     assert "guest5000@example.com" not in worker.log()  # the log names no one
+
+
+def test_a_worker_child_killed_mid_import_leaves_a_failed_job_not_a_stuck_one(
+    transactional_db, tmp_path, media_folder
+):
+    """I10: the worker process running an import is killed (as by the OOM killer); the job
+    does not stay "Reading" for ever: after its lease the sweep fails it, with a reason and
+    its upload removed, the task delivered again changes nothing, and nothing was imported."""
+    import signal
+
+    import psutil
+
+    from recipients.import_services import WORKER_LOST, imports_recover
+
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+    worker = Worker(
+        tmp_path / "worker.log", MLM_VAR_DIR=str(media_folder.parent), MLM_IMPORT_LEASE_SECONDS="3"
+    )
+    try:
+        worker.wait_ready()
+        world = make_world()
+        (events,) = dm_types(world.unit, "events")
+        visitors = list_create(unit=world.unit, name="Gala", audience=Audience.EXTERNAL, by=None)
+        before = snapshot()
+        job = start(visitors, file_of(400_000), world.alice, events)
+        upload_path = ImportJob.objects.get(pk=job.pk).file.path
+        wait_for(
+            lambda: ImportJob.objects.get(pk=job.pk).rows_read >= 20_000,
+            timeout=120,
+            message=f"the import did not start reading; worker log:\n{worker.log()[-3000:]}",
+        )
+        (child,) = psutil.Process(worker.process.pid).children()
+        child.send_signal(signal.SIGKILL)
+        assert ImportJob.objects.get(pk=job.pk).status == ImportStatus.READING
+        wait_for(
+            lambda: imports_recover() == 1,
+            timeout=30,
+            message=f"the sweep did not give the job up; worker log:\n{worker.log()[-3000:]}",
+        )
+        job.refresh_from_db()
+        assert job.status == ImportStatus.FAILED and job.error == WORKER_LOST
+        assert not job.file and not Path(upload_path).exists()
+        # The main process hands the lost task to a new child, which finds the job ended.
+        wait_for(lambda: "not queued, or another worker has it" in worker.log(), timeout=60)
+        assert ImportJob.objects.get(pk=job.pk).status == ImportStatus.FAILED
+        assert snapshot() == before
+    finally:
+        worker.stop()
