@@ -20,11 +20,17 @@ from mlm.services import (
     sending_domain_deactivate,
     sending_domain_dns_record,
 )
+from mlm.two_factor import needs_second_factor
 
 admin.site.site_header = "MLM operations"
 admin.site.site_title = "MLM operations"
 # The staff login's lockout, with its message (mlm.logins).
 admin.site.login_form = AdminLoginForm
+_admin_permission = admin.site.has_permission
+# Staff that MLM_REQUIRE_2FA_FOR names reach admin only after their second factor.
+admin.site.has_permission = lambda request: (
+    _admin_permission(request) and not (needs_second_factor(request))
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -27,6 +27,7 @@ from django.http import HttpRequest
 
 from consent.ratelimit import client_ip, parse_rate
 from mlm.services import audit_record
+from mlm.two_factor import AsksForTheCode, CodeField
 
 PREFIX = "mlm:login:"
 
@@ -133,9 +134,13 @@ class _SaysHowLongToWait:
         return super().clean()
 
 
-class LoginForm(_SaysHowLongToWait, AuthenticationForm):
-    """The staff login form."""
+class LoginForm(_SaysHowLongToWait, AsksForTheCode, AuthenticationForm):
+    """The staff login form: lockout, password, and the second factor of those who have one."""
+
+    otp_token = CodeField()
 
 
-class AdminLoginForm(_SaysHowLongToWait, AdminAuthenticationForm):
-    """Django admin's login form, with the same lockout."""
+class AdminLoginForm(_SaysHowLongToWait, AsksForTheCode, AdminAuthenticationForm):
+    """Django admin's login form, with the same lockout and second factor."""
+
+    otp_token = CodeField()

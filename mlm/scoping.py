@@ -6,11 +6,14 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils import timezone
 
 from mlm.models import Membership, Role, SenderUnit
+from mlm.two_factor import needs_second_factor
 
 
 class UnitRequest(HttpRequest):
@@ -41,6 +44,8 @@ def unit_view(role: Role = Role.VIEWER) -> Callable:
                 raise PermissionDenied(
                     f"This needs the {Role(role).label.lower()} role in {membership.unit.name}."
                 )
+            if needs_second_factor(request):
+                return redirect_to_login(request.get_full_path(), reverse("two_factor"))
             request.unit = membership.unit
             request.membership = membership
             with timezone.override(membership.unit.tzinfo):

@@ -153,6 +153,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "csp",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "anymail",
     "mlm",
     "consent",
@@ -167,6 +169,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -245,6 +248,22 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Two-factor authentication (mlm.two_factor): roles that must use an authenticator app.
+MLM_REQUIRE_2FA_FOR = [
+    role.strip().lower()
+    for role in env_list(
+        "MLM_REQUIRE_2FA_FOR",
+        [],
+        "Roles that must log in with a second factor (a TOTP authenticator app), comma-separated: "
+        "admin, approver, editor, viewer, and staff for Django admin (empty: optional for all).",
+    )
+]
+if set(MLM_REQUIRE_2FA_FOR) - {"admin", "approver", "editor", "viewer", "staff"}:
+    raise ImproperlyConfigured(
+        f"MLM_REQUIRE_2FA_FOR: {MLM_REQUIRE_2FA_FOR!r} names no role (admin, approver, editor, "
+        "viewer, staff)."
+    )
+OTP_TOTP_ISSUER = "MLM"
 # Django's backend, which first refuses a locked-out login (mlm.logins).
 AUTHENTICATION_BACKENDS = ["mlm.logins.ThrottledModelBackend"]
 LOGIN_URL = "login"

@@ -7,6 +7,7 @@ from django.urls import include, path
 from campaigns.webhooks import anymail_urlpatterns
 from mlm import views
 from mlm.logins import LoginForm
+from mlm.two_factor import two_factor
 
 unit_patterns = [
     path("", views.dashboard, name="dashboard"),
@@ -34,6 +35,7 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/two-factor/", two_factor, name="two_factor"),
     path("admin/", admin.site.urls),
     # Tracking webhooks of the mail providers: anymail's views, events recorded per request.
     path("webhooks/anymail/", include((anymail_urlpatterns(), "anymail"))),
