@@ -18,6 +18,7 @@ from consent.services import anonymise_events, suppress_erased
 from mlm.models import OutboxMessage, SenderUnit
 from mlm.services import audit_record
 from recipients.addresses import address_hash, is_internal_address, normalise_address
+from recipients.held_files import erase_from_files, files_naming
 from recipients.models import (
     Audience,
     Category,
@@ -131,11 +132,9 @@ def _when(moment) -> str | None:
 @transaction.atomic
 def recipient_export(*, recipient: Recipient, by: AbstractBaseUser | None = None) -> dict[str, Any]:
     """Everything held about a recipient, as JSON-ready data (I9): profile, attributes, lists,
-    the whole consent history with notice texts, the current state per DM type, and the
-    suppressions of its unit or of every unit that match its address.
-
-    Deliveries are not held yet; the dispatch issue adds them to this export.
-    """
+    the whole consent history with notice texts, the current state per DM type, deliveries
+    and what providers said of them, the Outbox's copies of their mail, the files that name
+    them, and the suppressions of its unit or of every unit that match its address."""
     recipient = Recipient.objects.select_related("unit").get(pk=recipient.pk)
     memberships = (
         ListMembership.objects.filter(recipient=recipient)
@@ -235,6 +234,21 @@ def recipient_export(*, recipient: Recipient, by: AbstractBaseUser | None = None
             .prefetch_related("events")
             .order_by("created_at", "pk")
         ],
+        # Copies of the mail kept by the Outbox (the embedded default's mail backend).
+        "outbox_messages": [
+            {"subject": m.subject, "from": m.from_email, "kept_at": _when(m.created_at)}
+            for m in _outbox_copies(recipient)
+        ],
+        # Files the app keeps that name the person (uploads and rejected-rows reports).
+        "files": [
+            {
+                "import": str(held.job.code),
+                "file_name": held.job.file_name,
+                "kind": held.kind,
+                "uploaded_at": _when(held.job.created_at),
+            }
+            for held in files_naming(unit=recipient.unit, address=recipient.email)
+        ],
         "suppressions": [
             {
                 "code": str(s.code),
@@ -260,7 +274,7 @@ def recipient_export(*, recipient: Recipient, by: AbstractBaseUser | None = None
 def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> None:
     """Remove a recipient's personal data for good (I9): profile blanked, lists left, consent
     events anonymised (the facts stay, I4), mail copies in the outbox and double opt-in
-    requests deleted, and the address
+    requests deleted, their rows taken out of the import files that name them, and the address
     kept only as a keyed hash in a global erasure suppression, so it is never mailed or
     imported again.
 
@@ -289,14 +303,9 @@ def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> Non
     held.deliveries.exclude(reply="").update(reply="", updated_at=timezone.now())
     _blank_delivery_events(recipient=held, email_hash=digest)
     suppress_erased(email_hash=digest, by=by)
-    copies = [
-        m.pk
-        for m in OutboxMessage.objects.filter(
-            Q(unit=held.unit_id) | Q(unit__isnull=True), recipients__icontains=address
-        ).only("pk", "recipients")
-        if address.lower() in {line.strip().lower() for line in m.recipients.splitlines()}
-    ]
+    copies = [m.pk for m in _outbox_copies(held, address)]
     OutboxMessage.objects.filter(pk__in=copies).delete()
+    files = erase_from_files(unit=held.unit, address=address)
     # Double opt-in requests of the address (pending or confirmed) hold names, IP and browser.
     requests, _ = SubscriptionRequest.objects.filter(unit=held.unit_id, email=address).delete()
     audit_record(
@@ -308,10 +317,23 @@ def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> Non
             "lists": lists_left,
             "consent_events": events,
             "outbox_messages": len(copies),
+            "files": files,
             "subscription_requests": requests,
         },
     )
     recipient.refresh_from_db()
+
+
+def _outbox_copies(recipient: Recipient, address: str | None = None) -> list[OutboxMessage]:
+    """The Outbox's copies of mail to the recipient's address (in any case)."""
+    address = address or recipient.email
+    return [
+        m
+        for m in OutboxMessage.objects.filter(
+            Q(unit=recipient.unit_id) | Q(unit__isnull=True), recipients__icontains=address
+        ).order_by("created_at", "pk")
+        if address.lower() in {line.strip().lower() for line in m.recipients.splitlines()}
+    ]
 
 
 def _blank_delivery_events(*, recipient: Recipient, email_hash: str) -> int:
