@@ -32,17 +32,21 @@ _NOTEWORTHY = re.compile(r"\b(ERROR|CRITICAL|FATAL|PANIC)\b|^Traceback")
 ECHO_EVERY = 10.0
 
 
+try:  # loaded here, not in the forked child: a child only calls an already-loaded function
+    import ctypes
+
+    _PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+except (OSError, AttributeError):
+    _PRCTL = None  # not Linux: the stale-server check at the next start covers it
+
+
 def _die_with_parent(sig: int):
     """Linux: the child gets `sig` when this supervisor dies, even by SIGKILL, so no server
     outlives it and holds the data folder or the port."""
 
     def set_it() -> None:
-        try:
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass  # not Linux: the stale-server check at the next start covers it
+        if _PRCTL is not None:
+            _PRCTL(1, sig)  # PR_SET_PDEATHSIG
 
     return set_it
 
