@@ -44,8 +44,10 @@ UNEXPECTED = (
 )
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / 1024 / 1024:.1f} MB"
+def _sizes(size: int, limit: int) -> tuple[str, str]:
+    """The two sizes in MB, or in bytes where MB would show them equal."""
+    shown = f"{size / 1024 / 1024:.1f} MB", f"{limit / 1024 / 1024:.1f} MB"
+    return shown if shown[0] != shown[1] else (f"{size:,} bytes", f"{limit:,} bytes")
 
 
 def _actor(by: AbstractBaseUser | None) -> tuple[AbstractBaseUser | None, str]:
@@ -91,9 +93,10 @@ def import_upload(
     """Keep an uploaded file and read its first rows; nothing is imported or granted yet (I2)."""
     limit = settings.MLM_IMPORT_MAX_BYTES
     if upload.size is not None and upload.size > limit:
+        size, most = _sizes(upload.size, limit)
         raise ValidationError(
-            f"The file is {_megabytes(upload.size)}; an import accepts files up to "
-            f"{_megabytes(limit)}. Split it into smaller files."
+            f"The file is {size}; an import accepts files up to {most}. Split it into smaller "
+            "files."
         )
     if encoding and encoding not in imports.ENCODINGS:
         raise ValidationError(f"Unknown encoding {encoding!r}.")

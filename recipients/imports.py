@@ -131,6 +131,10 @@ DELIMITERS = {",": "Comma", ";": "Semicolon", "\t": "Tab"}
 
 _SAMPLE = 64 * 1024
 _CHUNK = 1024 * 1024
+# The csv module refuses a cell over 128 KB by default, failing the whole file; a large cell is a
+# row problem (the row checks refuse an over-long value with its line). Past this, the file.
+CELL_LIMIT = 16 * 1024 * 1024
+csv.field_size_limit(CELL_LIMIT)
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
 # Candidates for a file that is not UTF-8. Big5-HKSCS reads every Big5 file and the Hong Kong
 # characters besides; GB18030 reads GB2312 and GBK files.
@@ -152,6 +156,24 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
+def _utf16_without_bom(head: bytes) -> str:
+    """UTF-16 without a byte order mark: the byte order whose text has no control characters
+    and the most ASCII (an address list always has some). Chinese text has zero bytes on both
+    sides (一 is 00 4E in little-endian), so counting zeros on one side misjudges it."""
+    head = head[: len(head) // 2 * 2]
+    best, most = "", 0
+    for encoding in ("utf-16-le", "utf-16-be"):
+        try:
+            text = head.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        controls = sum(1 for c in text if c < " " and c not in "\t\r\n")
+        ascii_text = sum(1 for c in text if " " <= c < "\x7f")
+        if controls <= len(text) // 100 and ascii_text > most:
+            best, most = encoding, ascii_text
+    return best
+
+
 def detect_encoding(stream: IO[bytes]) -> str:
     """The codec of a text file: by its byte order mark, else UTF-8 if it decodes, else the
     likeliest of Big5, GB18030 and Windows-1252 judged on the first non-ASCII text."""
@@ -162,11 +184,9 @@ def detect_encoding(stream: IO[bytes]) -> str:
     if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
         return "utf-16"
     if b"\x00" in head:
-        even, odd = head[0::2].count(0), head[1::2].count(0)
-        if odd > len(head) // 4 and even == 0:
-            return "utf-16-le"
-        if even > len(head) // 4 and odd == 0:
-            return "utf-16-be"
+        found = _utf16_without_bom(head)
+        if found:
+            return found
         raise ImportFileError("This file is not a table: it holds binary data, not text.")
     # Judge on the first non-ASCII text, wherever it is: a file can be ASCII for a long while.
     stream.seek(0)
@@ -320,6 +340,11 @@ def _csv_rows(stream: IO[bytes], encoding: str, delimiter: str) -> Iterator[tupl
             "encoding the file was saved with and import it again."
         ) from None
     except csv.Error as error:
+        if "field larger than field limit" in str(error):
+            raise ImportFileError(
+                f"Line {reader.line_num}: a cell is larger than {CELL_LIMIT // 1024 // 1024} MB, "
+                "which no column of an import can hold. Remove it and import the file again."
+            ) from None
         raise ImportFileError(
             f"Line {reader.line_num}: the file is not a readable table ({error})."
         ) from None
@@ -379,6 +404,7 @@ def sniff(
         finally:
             close()
         sniffed = Sniffed(file_format="xlsx")
+        first_line_cut = False
     else:
         chosen = bool(encoding)
         encoding = _effective_encoding(stream, encoding) if chosen else detect_encoding(stream)
@@ -394,6 +420,7 @@ def sniff(
                 f"The file cannot be read as {ENCODINGS.get(encoding, encoding)}: choose the "
                 "encoding it was saved with."
             ) from None
+        first_line_cut = not complete and "\n" not in text
         if not complete and "\n" in text:
             text = text[: text.rindex("\n") + 1]
         if any(ord(c) < 32 and c not in "\t\r\n" for c in text[:4096]):
@@ -416,7 +443,8 @@ def sniff(
     # With a header, the header says how many columns there are: a longer row is refused.
     width = len(first) if has_header else max(len(r) for _n, r in head)
     if width > MAX_COLUMNS:
-        raise ImportFileError(f"The file has {width} columns; at most {MAX_COLUMNS} can be read.")
+        counted = f"more than {width - 1}" if file_format == "csv" and first_line_cut else width
+        raise ImportFileError(f"The file has {counted} columns; at most {MAX_COLUMNS} can be read.")
     body = [r for _n, r in (head[1:] if has_header else head)][:5]
     sniffed.has_header = has_header
     sniffed.columns = _column_names(first, has_header, width)
@@ -571,6 +599,10 @@ class RowChecker:
 
     def check(self, line: int, cells: list[str]) -> StagedRow | None:
         """The staged row, or None for a row without any content (skipped silently)."""
+        if "\x00" in "\x1f".join(cells):
+            # PostgreSQL text cannot hold NUL: the row is refused, its cells kept without it.
+            problem = "The row holds a NUL character (binary data, not text)."
+            return self._refused(line, [c.replace("\x00", "") for c in cells], problem)
         width = self.width
         if len(cells) != width:
             if len(cells) < width:

@@ -158,8 +158,19 @@ def test_it_says_why_an_upload_is_refused(page, settings):
     response = upload(client, visitors, b"%PDF-1.4 not a table")
     assert "it is a PDF document" in response.content.decode()
     settings.MLM_IMPORT_MAX_BYTES = 100
-    response = upload(client, visitors, csv_bytes(ROWS * 5))
-    assert "an import accepts files up to 0.0 MB" in response.content.decode()
+    data = csv_bytes(ROWS * 5)
+    response = upload(client, visitors, data)
+    assert f"The file is {len(data):,} bytes; an import accepts files up to 100 bytes" in (
+        response.content.decode()
+    )
+    # Sizes that differ only past MB's first decimal are given in bytes, so the two differ.
+    settings.MLM_IMPORT_MAX_BYTES = 12_000_000
+    big = data + b"x" * (12_000_001 - len(data))
+    answer = upload(client, visitors, big).content.decode()
+    assert "The file is 12,000,001 bytes; an import accepts files up to 12,000,000 bytes" in answer
+    settings.MLM_IMPORT_MAX_BYTES = 1024 * 1024
+    answer = upload(client, visitors, big).content.decode()
+    assert "The file is 11.4 MB; an import accepts files up to 1.0 MB" in answer
     assert not ImportJob.objects.exists()
 
 
