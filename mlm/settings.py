@@ -306,6 +306,16 @@ MLM_IMPORT_MAX_BYTES = env_int(
     200 * 1024 * 1024,
     "Largest recipient file (CSV or XLSX) an import accepts, in bytes.",
 )
+MLM_IMPORT_MAX_UNCOMPRESSED_BYTES = env_int(
+    "MLM_IMPORT_MAX_UNCOMPRESSED_BYTES",
+    100 * 1024 * 1024,
+    "Largest size an XLSX workbook may unpack to (all its parts), in bytes.",
+)
+MLM_IMPORT_MAX_COMPRESSION_RATIO = env_int(
+    "MLM_IMPORT_MAX_COMPRESSION_RATIO",
+    100,
+    "Largest ratio of an XLSX workbook's unpacked to packed size: past it, it is a zip bomb.",
+)
 MLM_IMPORT_LEASE_SECONDS = env_int(
     "MLM_IMPORT_LEASE_SECONDS",
     300,

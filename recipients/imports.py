@@ -296,16 +296,56 @@ def _file_format(stream: IO[bytes]) -> str:
     return "csv"
 
 
+# What an XLSX may expand to before it is opened: a few compressed megabytes can hold
+# gigabytes of repeated XML (a "zip bomb"), which openpyxl would parse in memory.
+_NOT_A_WORKBOOK = "This file is not a table we can read: it is a ZIP archive but not an Excel "
+
+
+def _check_expansion(stream: IO[bytes]) -> None:
+    """Refuse a workbook whose parts expand past MLM_IMPORT_MAX_UNCOMPRESSED_BYTES or by more
+    than MLM_IMPORT_MAX_COMPRESSION_RATIO, before anything is decompressed."""
+    stream.seek(0)
+    try:
+        with zipfile.ZipFile(stream) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise ImportFileError(f"{_NOT_A_WORKBOOK}workbook (.xlsx) ({error}).") from None
+    expanded = sum(m.file_size for m in members)
+    packed = sum(m.compress_size for m in members) or 1
+    limit = settings.MLM_IMPORT_MAX_UNCOMPRESSED_BYTES
+    ratio = settings.MLM_IMPORT_MAX_COMPRESSION_RATIO
+    if expanded > limit:
+        raise ImportFileError(
+            f"This workbook expands to {expanded / 1024 / 1024:,.0f} MB when unpacked; an import "
+            f"reads workbooks of up to {limit / 1024 / 1024:,.0f} MB unpacked. Save it as CSV, or "
+            "split it."
+        )
+    if expanded / packed > ratio:
+        raise ImportFileError(
+            f"This workbook is packed {expanded // packed:,} to 1 (at most {ratio} to 1 is read): "
+            "it is not an ordinary spreadsheet. Save it as CSV and import that."
+        )
+
+
 def _open_workbook(stream: IO[bytes]):
     from openpyxl import load_workbook
 
+    _check_expansion(stream)
     stream.seek(0)
     try:
+        # openpyxl parses through defusedxml (a dependency): no DTD, no entity expansion.
         return load_workbook(stream, read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as error:
+        if not (isinstance(error, ValueError) and "XML" in str(error)):
+            raise ImportFileError(f"{_NOT_A_WORKBOOK}workbook (.xlsx) ({error}).") from None
         raise ImportFileError(
-            "This file is not a table we can read: it is a ZIP archive but not an Excel "
-            f"workbook (.xlsx) ({error})."
+            "This workbook cannot be read: its XML is broken or not allowed. Open it in Excel "
+            "and save it again, or save it as CSV."
+        ) from None
+    except Exception as error:  # broken or hostile XML: ParseError, DTDForbidden, …
+        raise ImportFileError(
+            f"This workbook cannot be read: its XML is broken or not allowed "
+            f"({type(error).__name__}). Open it in Excel and save it again, or save it as CSV."
         ) from None
 
 
@@ -315,11 +355,24 @@ def _xlsx_rows(stream: IO[bytes]) -> tuple[Iterator[tuple[int, list[str]]], int 
     if sheet is None:
         workbook.close()
         raise ImportFileError("The workbook has no worksheet.")
-    total = sheet.max_row if isinstance(sheet.max_row, int) and sheet.max_row > 1 else None
+    # The sheet's <dimension> is what the file claims; it only estimates the progress. Rows are
+    # read as they are, not padded to the claimed width.
+    claimed = sheet.max_row if isinstance(sheet.max_row, int) else None
+    total = claimed if claimed and 1 < claimed <= 1_048_576 else None
+    sheet.reset_dimensions()
 
     def rows() -> Iterator[tuple[int, list[str]]]:
-        for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
-            yield number, [_cell(v) for v in values]
+        number = 0
+        try:
+            for number, values in enumerate(sheet.iter_rows(values_only=True), start=1):
+                yield number, [_cell(v) for v in values]
+        except ImportFileError:
+            raise
+        except Exception as error:  # XML broken further into the sheet
+            raise ImportFileError(
+                f"Row {number + 1} of the workbook cannot be read: its XML is broken or not "
+                f"allowed ({type(error).__name__}). Nothing was changed."
+            ) from None
 
     return rows(), total, workbook.close
 
