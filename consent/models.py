@@ -240,7 +240,8 @@ class SuppressionReason(models.TextChoices):
 class Suppression(models.Model):
     """An address that must not be mailed, by one unit (unit set) or by any (unit empty).
 
-    The keyed hash always matches; the address itself is kept for display, except after erasure.
+    The keyed hash of the address's identity (every case variant, see recipients.addresses)
+    always matches; the address itself is kept for display, except after erasure.
     """
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
@@ -249,6 +250,13 @@ class Suppression(models.Model):
     )
     email = models.CharField(max_length=320, blank=True)
     email_hash = models.CharField(max_length=64)
+    case_sensitive = models.BooleanField(
+        default=False,
+        help_text=(
+            "Kept as a hash alone from before addresses matched in any case: its hash is of the "
+            "address as written. It is re-hashed when one of its addresses is seen again."
+        ),
+    )
     reason = models.CharField(max_length=20, choices=SuppressionReason.choices)
     note = models.TextField(blank=True)
     created_by = models.ForeignKey(

@@ -11,6 +11,7 @@ from django.utils import timezone
 from consent.models import DMType, SubscriptionRequest, Suppression, SuppressionReason
 from consent.selectors import DMTypeState, recipient_dm_type_states
 from consent.tokens import TokenData, read_recipient_token
+from recipients.addresses import address_hash
 from recipients.models import Recipient, RecipientStatus
 
 
@@ -112,7 +113,7 @@ def confirmed_recipient(subscription_request: SubscriptionRequest) -> Recipient 
     """The recipient a confirmed double opt-in request made or found (not if since erased)."""
     return (
         Recipient.objects.for_unit(subscription_request.unit)
-        .filter(email=subscription_request.email)
+        .filter(email_hash=address_hash(subscription_request.email))
         .exclude(status=RecipientStatus.ERASED)
         .first()
     )

@@ -31,7 +31,7 @@ from consent.services import grant, suppress, unsuppress, withdraw
 from consent.tokens import TokenData
 from mlm.models import SenderUnit
 from mlm.services import audit_record
-from recipients.addresses import is_internal_address, normalise_address
+from recipients.addresses import address_hash, is_internal_address, normalise_address
 from recipients.models import Category, Recipient, RecipientStatus
 from recipients.services import recipient_upsert
 
@@ -260,7 +260,7 @@ def recipient_unsubscribe_everywhere(
     address is withdrawn and the address is suppressed for every unit (I6). Reports this unit."""
     evidence = f"Stop all marketing mail from the institution: unsubscribe page of {recipient.unit}"
     result = Unsubscribed()
-    for holder in Recipient.objects.filter(email=recipient.email).exclude(
+    for holder in Recipient.objects.filter(email_hash=recipient.email_hash).exclude(
         status=RecipientStatus.ERASED
     ):
         done = recipient_unsubscribe(
@@ -424,7 +424,11 @@ def subscription_request_confirm(
     ).update(confirmed_at=now)
     subscription_request.refresh_from_db()
     unit = subscription_request.unit
-    recipient = Recipient.objects.for_unit(unit).filter(email=subscription_request.email).first()
+    recipient = (
+        Recipient.objects.for_unit(unit)
+        .filter(email_hash=address_hash(subscription_request.email))
+        .first()
+    )
     if not claimed:
         return recipient if subscription_request.confirmed_at else None
     if recipient is not None and recipient.status == RecipientStatus.ERASED:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -25,7 +25,7 @@ from consent.models import (
 )
 from mlm.models import SenderUnit
 from mlm.services import audit_record
-from recipients.addresses import address_hash, normalise_address
+from recipients.addresses import address_hash, address_key, case_sensitive_hash, normalise_address
 from recipients.models import Recipient, RecipientStatus
 
 
@@ -280,7 +280,8 @@ def withdraw_everywhere(
     """Stop all marketing from the institution: a global suppression, and in every unit that
     holds the address a withdrawal of all its DM types (the ledger shows the refusal)."""
     normalised = normalise_address(email)
-    for recipient in Recipient.objects.filter(email=normalised).exclude(
+    carry_case_sensitive_suppressions([normalised])
+    for recipient in Recipient.objects.filter(email_hash=address_hash(normalised)).exclude(
         status=RecipientStatus.ERASED
     ):
         withdraw(
@@ -343,6 +344,35 @@ def suppress(
         data={"reason": str(reason), "scope": "unit" if unit else "global"},
     )
     return suppression
+
+
+@transaction.atomic
+def carry_case_sensitive_suppressions(addresses: Iterable[str]) -> int:
+    """Re-hash the case-sensitive suppressions (see Suppression.case_sensitive) of `addresses`.
+
+    Such a suppression matched one spelling of an address; once that spelling is seen again, it
+    gets the hash every case variant matches. If its scope already has one under that hash,
+    the stronger reason stays (erasure above all) and the old one goes. Returns how many.
+    """
+    by_old_hash = {case_sensitive_hash(a): a for a in addresses if a != address_key(a)}
+    if not by_old_hash:
+        return 0
+    carried = 0
+    for old in Suppression.objects.select_for_update().filter(
+        case_sensitive=True, email_hash__in=by_old_hash
+    ):
+        digest = address_hash(by_old_hash[old.email_hash])
+        twin = Suppression.objects.filter(unit=old.unit_id, email_hash=digest).first()
+        if twin is None:
+            old.email_hash, old.case_sensitive = digest, False
+            old.save(update_fields=["email_hash", "case_sensitive"])
+        else:
+            if old.reason == SuppressionReason.ERASURE:
+                twin.reason, twin.note, twin.email = old.reason, old.note, ""
+                twin.save(update_fields=["reason", "note", "email"])
+            old.delete()
+        carried += 1
+    return carried
 
 
 @transaction.atomic

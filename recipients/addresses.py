@@ -1,4 +1,10 @@
-"""Mail addresses: one normal form (I1 matching, uniqueness) and a keyed hash (suppression, I9)."""
+"""Mail addresses: one normal form, one identity, and a keyed hash of that identity.
+
+The normal form is what we show and send to: the local part as written, the domain IDNA-encoded
+and lower-cased. The identity is the normal form in lower case, local part included: mailbox
+providers treat the local part without regard to case, so every refusal (suppression, erasure,
+withdrawal) and every "already a recipient" check covers all case variants of an address.
+"""
 
 from __future__ import annotations
 
@@ -27,10 +33,28 @@ def normalise_address(raw: str) -> str:
     return f"{result.local_part}@{domain}"
 
 
+def address_key(normalised: str) -> str:
+    """The identity of a normalised address: all of it in lower case (see the module's text)."""
+    return normalised.lower()
+
+
 def address_hash(normalised: str) -> str:
-    """Keyed SHA-256 of a normalised address: matches without keeping the address."""
+    """Keyed SHA-256 of an address's identity: matches every case variant without keeping it."""
+    return _keyed_hash(address_key(normalised))
+
+
+def case_sensitive_hash(normalised: str) -> str:
+    """The hash as it was made before addresses matched in any case (the local part as written).
+
+    Only for suppressions kept as a hash alone from before then (Suppression.case_sensitive):
+    their address is gone, so they cannot be re-hashed, and they are matched by this too.
+    """
+    return _keyed_hash(normalised)
+
+
+def _keyed_hash(text: str) -> str:
     key = settings.MLM_ADDRESS_HASH_KEY.encode()
-    return hmac.new(key, normalised.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
 
 
 def domain_of(normalised: str) -> str:

@@ -50,7 +50,8 @@ from email_validator.rfc_constants import (
 from email_validator.syntax import EmailSyntaxError, validate_email_domain_name
 
 from consent.models import ConsentEvent, Subscription, Suppression, SuppressionReason
-from recipients.addresses import InvalidAddress, normalise_address
+from consent.services import carry_case_sensitive_suppressions
+from recipients.addresses import InvalidAddress, address_key, normalise_address
 from recipients.models import (
     Audience,
     Category,
@@ -596,7 +597,8 @@ StagedRow = tuple[int, str, str | None, str, str, str, str, str, str | None, str
 
 
 class AddressHasher:
-    """recipients.addresses.address_hash, with the key's HMAC states computed once.
+    """recipients.addresses.address_hash (of the address in lower case), with the key's HMAC
+    states computed once.
 
     hmac.digest sets the key up on every call; an import hashes a million addresses, so the
     inner and outer SHA-256 states are prepared once and copied (RFC 2104, same result).
@@ -611,7 +613,7 @@ class AddressHasher:
 
     def __call__(self, normalised: str) -> str:
         inner = self._inner.copy()
-        inner.update(normalised.encode())
+        inner.update(address_key(normalised).encode())
         outer = self._outer.copy()
         outer.update(inner.digest())
         return outer.hexdigest()
@@ -899,16 +901,16 @@ class ImportRun:
         mode = self.job.mode
         self._execute(
             f"UPDATE {STAGE} AS s SET problem = %s || d.first, kind = 'duplicate' "
-            f"FROM (SELECT email, min(line) AS first FROM {STAGE} WHERE problem IS NULL "
-            "GROUP BY email HAVING count(*) > 1) AS d "
-            "WHERE s.problem IS NULL AND s.email = d.email AND s.line <> d.first",
+            f"FROM (SELECT email_hash, min(line) AS first FROM {STAGE} WHERE problem IS NULL "
+            "GROUP BY email_hash HAVING count(*) > 1) AS d "
+            "WHERE s.problem IS NULL AND s.email_hash = d.email_hash AND s.line <> d.first",
             ["Duplicate of line "],
         )
         recipients = _table(Recipient)
         if mode == ImportMode.OPT_OUT:
             self._execute(
                 f"UPDATE {STAGE} AS s SET problem = %s, kind = 'erased' FROM {recipients} AS r "
-                "WHERE s.problem IS NULL AND r.unit_id = %s AND r.email = s.email "
+                "WHERE s.problem IS NULL AND r.unit_id = %s AND r.email_hash = s.email_hash "
                 "AND r.status = %s",
                 [
                     "This recipient was erased; consent cannot be recorded.",
@@ -919,10 +921,11 @@ class ImportRun:
             self._execute(
                 f"UPDATE {STAGE} SET problem = %s, kind = 'unknown' WHERE problem IS NULL AND "
                 f"NOT EXISTS (SELECT 1 FROM {recipients} AS r WHERE r.unit_id = %s "
-                f"AND r.email = {STAGE}.email)",
+                f"AND r.email_hash = {STAGE}.email_hash)",
                 ["Not a recipient of this unit: there is nothing to withdraw.", self.unit_id],
             )
             return
+        self._carry_case_sensitive_suppressions()
         reasons, params = [], []
         for reason in SuppressionReason:
             reasons.append("WHEN %s THEN %s")
@@ -947,7 +950,7 @@ class ImportRun:
             "problem = CASE WHEN r.status = %s THEN %s ELSE s.email || %s || r.category || %s END, "
             "kind = CASE WHEN r.status = %s THEN 'erased' ELSE 'audience' END "
             f"FROM {recipients} AS r WHERE s.problem IS NULL AND r.unit_id = %s "
-            "AND r.email = s.email "
+            "AND r.email_hash = s.email_hash "
             f"AND (r.status = %s OR r.category NOT IN ({', '.join(['%s'] * len(allowed))}))",
             [
                 RecipientStatus.ERASED,
@@ -1048,12 +1051,23 @@ class ImportRun:
         if mode == ImportMode.SYNC:
             self.counts.removed_count = self._remove_leavers()
 
+    def _carry_case_sensitive_suppressions(self) -> None:
+        """Let suppressions kept as a case-sensitive hash alone match the file's addresses."""
+        if not Suppression.objects.filter(case_sensitive=True).exists():
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT DISTINCT email FROM {STAGE} "
+                "WHERE problem IS NULL AND email <> lower(email)"
+            )
+            carry_case_sensitive_suppressions(email for (email,) in cursor)
+
     def _collect_existing(self) -> None:
         """Lock the unit's recipients named in the file (in id order, so that two imports
         cannot deadlock) and note their ids: nobody else writes their consent until we commit."""
         select = (
             f"SELECT r.id FROM {_table(Recipient)} AS r JOIN {STAGE} AS s "
-            "ON r.unit_id = %s AND r.email = s.email WHERE s.problem IS NULL"
+            "ON r.unit_id = %s AND r.email_hash = s.email_hash WHERE s.problem IS NULL"
         )
         sql = (
             f"WITH locked AS ({select} ORDER BY r.id FOR UPDATE OF r) "
@@ -1074,7 +1088,7 @@ class ImportRun:
         assignments = ", ".join(f"{c} = {e}" for c, e in new.items())
         self.counts.updated_count = self._execute(
             f"UPDATE {_table(Recipient)} AS r SET {assignments}, updated_at = %s "
-            f"FROM {STAGE} AS s WHERE r.unit_id = %s AND r.email = s.email "
+            f"FROM {STAGE} AS s WHERE r.unit_id = %s AND r.email_hash = s.email_hash "
             f"AND s.problem IS NULL AND ({changed})",
             [self.now, self.unit_id],
         )
@@ -1102,12 +1116,13 @@ class ImportRun:
         )
         select = (
             f"SELECT {expressions} FROM {STAGE} AS s WHERE s.problem IS NULL AND NOT EXISTS "
-            f"(SELECT 1 FROM {recipients} AS r WHERE r.unit_id = %s AND r.email = s.email)"
+            f"(SELECT 1 FROM {recipients} AS r "
+            "WHERE r.unit_id = %s AND r.email_hash = s.email_hash)"
         )
         params.append(self.unit_id)
         self.counts.created_count = self._execute(
             f"WITH made AS (INSERT INTO {recipients} ({columns}) {select} ORDER BY s.email "
-            "ON CONFLICT (unit_id, email) DO NOTHING RETURNING id) "
+            "ON CONFLICT (unit_id, email_hash) DO NOTHING RETURNING id) "
             f"INSERT INTO {IDS} (recipient_id, created) SELECT id, true FROM made",
             params,
         )
@@ -1115,7 +1130,7 @@ class ImportRun:
             # Someone added some of these addresses since we looked: take them as existing.
             self._execute(
                 f"WITH locked AS (SELECT r.id FROM {recipients} AS r JOIN {STAGE} AS s "
-                "ON r.unit_id = %s AND r.email = s.email WHERE s.problem IS NULL AND NOT "
+                "ON r.unit_id = %s AND r.email_hash = s.email_hash WHERE s.problem IS NULL AND NOT "
                 f"EXISTS (SELECT 1 FROM {IDS} AS i WHERE i.recipient_id = r.id) ORDER BY r.id "
                 f"FOR UPDATE OF r) INSERT INTO {IDS} (recipient_id, created) "
                 "SELECT id, false FROM locked",
@@ -1222,7 +1237,7 @@ class ImportRun:
             f"DELETE FROM {_table(ListMembership)} WHERE recipient_list_id = %s "
             f"AND recipient_id NOT IN (SELECT recipient_id FROM {IDS}) "
             f"AND recipient_id NOT IN (SELECT r.id FROM {recipients} AS r JOIN {STAGE} AS s "
-            "ON r.unit_id = %s AND r.email = s.email WHERE s.kind = 'suppressed')",
+            "ON r.unit_id = %s AND r.email_hash = s.email_hash WHERE s.kind = 'suppressed')",
             [self.list_id, self.unit_id],
         )
 

@@ -41,14 +41,16 @@ class Recipient(models.Model):
     """An address a unit can write to; the address is normalised (see recipients.addresses)."""
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    # The unique (unit, email) index leads with the unit, as do those of Meta and migration 0002:
-    # the foreign key's own index would only cost every import an entry per row.
+    # The unique (unit, email_hash) index leads with the unit, as do those of Meta and migration
+    # 0002: the foreign key's own index would only cost every import an entry per row.
     unit = models.ForeignKey(
         SenderUnit, on_delete=models.PROTECT, related_name="recipients", db_index=False
     )
-    email = models.CharField(max_length=320)
+    email = models.CharField(max_length=320, help_text="As first written (the display form).")
     email_hash = models.CharField(
-        max_length=64, help_text="Keyed hash of the address (suppression match)."
+        max_length=64,
+        help_text="Keyed hash of the address in any case: its identity (unique per unit, and "
+        "the suppression match).",
     )
     first_name = models.CharField(max_length=150, blank=True)
     last_name = models.CharField(max_length=150, blank=True)
@@ -65,11 +67,14 @@ class Recipient(models.Model):
 
     class Meta:
         constraints = [
+            # One recipient per address of a unit, whatever the case of its letters.
             models.UniqueConstraint(
-                fields=["unit", "email"], name="recipient_email_unique_per_unit"
+                fields=["unit", "email_hash"], name="recipient_address_unique_per_unit"
             )
         ]
         indexes = [
+            # The unit's recipients in address order (the recipients page pages through it).
+            models.Index(fields=["unit", "email"], name="recipient_unit_email"),
             models.Index(fields=["unit", "category", "status"], name="recipient_unit_cat_status"),
             # A plain B-tree: db_index on a CharField adds a LIKE index no hash is searched with.
             models.Index(fields=["email_hash"], name="recipient_email_hash"),

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from consent.models import ConsentEvent, SubscriptionRequest, Suppression, SuppressionReason
 from consent.selectors import recipient_dm_type_states
-from consent.services import anonymise_events, suppress_erased
+from consent.services import anonymise_events, carry_case_sensitive_suppressions, suppress_erased
 from mlm.models import OutboxMessage, SenderUnit
 from mlm.services import audit_record
 from recipients.addresses import address_hash, is_internal_address, normalise_address
@@ -85,6 +85,7 @@ def recipient_upsert(
     for name, limit in FIELD_LIMITS.items():
         if len(fields[name]) > limit:
             raise ValidationError(f"{name.replace('_', ' ')} is longer than {limit} characters.")
+    carry_case_sensitive_suppressions([normalised])
     digest = address_hash(normalised)
     if Suppression.objects.filter(
         unit__isnull=True, email_hash=digest, reason=SuppressionReason.ERASURE
@@ -93,7 +94,7 @@ def recipient_upsert(
             f"{normalised} belongs to a person whose data was erased at their request; it is "
             "kept out of every unit and cannot be added again."
         )
-    recipient = Recipient.objects.filter(unit=unit, email=normalised).first()
+    recipient = Recipient.objects.filter(unit=unit, email_hash=digest).first()
     created = recipient is None
     if created:
         recipient = Recipient.objects.create(
@@ -307,7 +308,9 @@ def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> Non
     OutboxMessage.objects.filter(pk__in=copies).delete()
     files = erase_from_files(unit=held.unit, address=address)
     # Double opt-in requests of the address (pending or confirmed) hold names, IP and browser.
-    requests, _ = SubscriptionRequest.objects.filter(unit=held.unit_id, email=address).delete()
+    requests, _ = SubscriptionRequest.objects.filter(
+        unit=held.unit_id, email__iexact=address
+    ).delete()
     audit_record(
         unit=held.unit,
         actor=by,
@@ -455,7 +458,7 @@ def list_add_recipient(
     on a list of the other audience is refused. Returns the recipient and whether it is new.
     """
     existing = Recipient.objects.filter(
-        unit=recipient_list.unit, email=normalise_address(email)
+        unit=recipient_list.unit, email_hash=address_hash(normalise_address(email))
     ).first()
     recipient, created = recipient_upsert(
         unit=recipient_list.unit,
