@@ -4,6 +4,10 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 STATIC_MANIFEST=1 MLM_VAR_DIR=/app/var
 WORKDIR /app
 
+# xmlsec1 checks and makes the signatures of SAML single sign-on (pysaml2).
+RUN apt-get update && apt-get install -y --no-install-recommends xmlsec1 \
+    && rm -rf /var/lib/apt/lists/*
+
 COPY pyproject.toml README.md ./
 COPY mlm ./mlm
 COPY consent ./consent

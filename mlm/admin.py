@@ -12,7 +12,15 @@ from django.utils.html import format_html
 
 from mlm import dkim, sender_checks
 from mlm.logins import AdminLoginForm
-from mlm.models import AuditEntry, Heartbeat, Membership, OutboxMessage, SenderUnit, SendingDomain
+from mlm.models import (
+    AuditEntry,
+    Heartbeat,
+    Membership,
+    MembershipSource,
+    OutboxMessage,
+    SenderUnit,
+    SendingDomain,
+)
 from mlm.services import (
     audit_record,
     sending_domain_activate,
@@ -50,6 +58,8 @@ class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 1
     autocomplete_fields = ["user"]
+    fields = ["user", "role", "source"]
+    readonly_fields = ["source"]
 
 
 @admin.register(SenderUnit)
@@ -75,6 +85,10 @@ class SenderUnitAdmin(admin.ModelAdmin):
             starter_layout_create(unit=obj, by=request.user)
 
     def save_formset(self, request, form, formset, change) -> None:
+        for membership_form in formset.forms:
+            if membership_form.has_changed():
+                # An operator's hand: single sign-on leaves this membership alone from now on.
+                membership_form.instance.source = MembershipSource.MANUAL
         instances = formset.save()
         for membership in instances:
             audit_record(
@@ -95,12 +109,14 @@ class SenderUnitAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ["user", "unit", "role", "created_at"]
-    list_filter = ["role", "unit"]
+    list_display = ["user", "unit", "role", "source", "created_at"]
+    list_filter = ["role", "source", "unit"]
     search_fields = ["user__username", "user__email", "unit__name"]
     autocomplete_fields = ["user", "unit"]
+    readonly_fields = ["source"]
 
     def save_model(self, request, obj, form, change) -> None:
+        obj.source = MembershipSource.MANUAL
         super().save_model(request, obj, form, change)
         audit_record(
             unit=obj.unit,

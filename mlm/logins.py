@@ -108,9 +108,18 @@ class ThrottledModelBackend(ModelBackend):
     address is locked out: no password is tried then (Django stops at PermissionDenied)."""
 
     def authenticate(self, request: HttpRequest | None, username=None, password=None, **kwargs):
+        if password is None:
+            return None  # not a password login (single sign-on has its own backends)
         if locked_for(request, username or kwargs.get("username") or "") is not None:
             raise PermissionDenied("locked out")
         return super().authenticate(request, username=username, password=password, **kwargs)
+
+    def user_can_authenticate(self, user) -> bool:
+        """With MLM_LOCAL_LOGIN_STAFF_ONLY, a password logs in only staff and superusers (the
+        break-glass accounts); a session opened with one ends when that changes."""
+        if settings.MLM_LOCAL_LOGIN_STAFF_ONLY and not (user.is_staff or user.is_superuser):
+            return False
+        return super().user_can_authenticate(user)
 
 
 @receiver(user_login_failed)

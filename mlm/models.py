@@ -99,14 +99,27 @@ class Role(models.TextChoices):
         return self.rank >= Role(needed).rank
 
 
+class MembershipSource(models.TextChoices):
+    MANUAL = "manual", "Set by hand"
+    SSO = "sso", "Single sign-on rule"
+
+
 class Membership(models.Model):
-    """A user's role in one unit."""
+    """A user's role in one unit. Single sign-on adds, changes and removes only the memberships
+    it made itself (source sso); one set or changed by hand is left to the operators."""
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
     )
     unit = models.ForeignKey(SenderUnit, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    source = models.CharField(
+        max_length=8,
+        choices=MembershipSource.choices,
+        default=MembershipSource.MANUAL,
+        help_text="Memberships made by single sign-on rules follow the identity provider's "
+        "groups at each login; saving one here makes it a membership set by hand.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

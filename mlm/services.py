@@ -10,7 +10,15 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from mlm import dkim
-from mlm.models import AuditEntry, Heartbeat, Membership, Role, SenderUnit, SendingDomain
+from mlm.models import (
+    AuditEntry,
+    Heartbeat,
+    Membership,
+    MembershipSource,
+    Role,
+    SenderUnit,
+    SendingDomain,
+)
 
 
 def audit_record(
@@ -74,9 +82,10 @@ def unit_create(
 def membership_set(
     *, unit: SenderUnit, user: AbstractBaseUser, role: Role, by: AbstractBaseUser | None
 ) -> Membership:
-    """Give `user` the role `role` in `unit` (creating or changing the membership), recorded."""
+    """Give `user` the role `role` in `unit` (creating or changing the membership), recorded.
+    Set by hand: single sign-on leaves it alone from then on."""
     membership, created = Membership.objects.update_or_create(
-        unit=unit, user=user, defaults={"role": Role(role)}
+        unit=unit, user=user, defaults={"role": Role(role), "source": MembershipSource.MANUAL}
     )
     audit_record(
         unit=unit,

@@ -156,7 +156,9 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "anymail",
+    "djangosaml2",
     "mlm",
+    "mlm.sso",
     "consent",
     "recipients",
     "campaigns",
@@ -170,6 +172,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    # SAML's own session cookie (djangosaml2): the requests sent to the identity provider.
+    "djangosaml2.middleware.SamlSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -264,11 +268,144 @@ if set(MLM_REQUIRE_2FA_FOR) - {"admin", "approver", "editor", "viewer", "staff"}
         "viewer, staff)."
     )
 OTP_TOTP_ISSUER = "MLM"
-# Django's backend, which first refuses a locked-out login (mlm.logins).
+# Django's backend, which first refuses a locked-out login (mlm.logins); the single sign-on
+# backends follow when their protocol is set up (below).
 AUTHENTICATION_BACKENDS = ["mlm.logins.ThrottledModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Single sign-on for staff (mlm.sso): SAML 2.0 and OpenID Connect, each off until configured.
+# Users are created at their first login; their memberships follow the group mapping rules.
+MLM_SAML_IDP_METADATA = env_str(
+    "MLM_SAML_IDP_METADATA",
+    "",
+    "SAML 2.0 single sign-on: the identity provider's metadata, a URL (fetched when a login "
+    "starts) or a file path. Empty: SAML is off.",
+)
+MLM_SAML_ENABLED = bool(MLM_SAML_IDP_METADATA)
+_saml_entity_id = env_str(
+    "MLM_SAML_ENTITY_ID",
+    "",
+    "MLM's SAML entity ID, given to the identity provider (default: SITE_URL/sso/saml2/metadata/).",
+)
+_saml_key_file = env_str(
+    "MLM_SAML_KEY_FILE",
+    "",
+    "PEM private key with which MLM signs its SAML requests (and reads encrypted assertions); "
+    "with MLM_SAML_CERT_FILE. Empty: requests are not signed.",
+)
+_saml_cert_file = env_str(
+    "MLM_SAML_CERT_FILE",
+    "",
+    "PEM certificate of MLM_SAML_KEY_FILE, published in MLM's SAML metadata.",
+)
+if bool(_saml_key_file) != bool(_saml_cert_file):
+    raise ImproperlyConfigured(
+        "MLM_SAML_KEY_FILE and MLM_SAML_CERT_FILE go together: set both (to sign SAML "
+        "requests) or neither."
+    )
+MLM_SAML_USERNAME_ATTRIBUTE = env_str(
+    "MLM_SAML_USERNAME_ATTRIBUTE",
+    "uid",
+    "SAML attribute that names the person (their MLM user name and the key that finds them "
+    "again). Empty: the assertion's NameID.",
+)
+MLM_SAML_EMAIL_ATTRIBUTE = env_str(
+    "MLM_SAML_EMAIL_ATTRIBUTE", "mail", "SAML attribute of the person's mail address."
+)
+MLM_SAML_GROUPS_ATTRIBUTE = env_str(
+    "MLM_SAML_GROUPS_ATTRIBUTE",
+    "groups",
+    "SAML attribute whose values the group mapping rules match, e.g. isMemberOf, "
+    "eduPersonEntitlement, or http://schemas.microsoft.com/ws/2008/06/identity/claims/groups.",
+)
+if MLM_SAML_ENABLED:
+    from mlm.sso.config import saml_config
+
+    SAML_CONFIG = saml_config(
+        site_url=SITE_URL,
+        idp_metadata=MLM_SAML_IDP_METADATA,
+        entity_id=_saml_entity_id,
+        key_file=_saml_key_file,
+        cert_file=_saml_cert_file,
+    )
+    AUTHENTICATION_BACKENDS.append("mlm.sso.backends.SamlBackend")
+# Authentication requests go by redirect (no form, no script under our CSP); the identity
+# provider posts its answer back, a cross-site POST that must carry the SAML session cookie.
+SAML_DEFAULT_BINDING = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
+SAML_LOGOUT_REQUEST_PREFERRED_BINDING = SAML_DEFAULT_BINDING
+SAML_SESSION_COOKIE_SAMESITE = "None" if _site.scheme == "https" else "Lax"
+SAML_CSP_HANDLER = ""
+SAML_ACS_FAILURE_RESPONSE_FUNCTION = "mlm.sso.views.saml_failure"
+SAML_IGNORE_LOGOUT_ERRORS = True
+
+_oidc_client_id = env_str(
+    "MLM_OIDC_CLIENT_ID",
+    "",
+    "OpenID Connect single sign-on: the client ID the provider gave MLM. Empty: OIDC is off.",
+)
+_oidc = {
+    name: env_str(f"MLM_OIDC_{name.upper()}", "", help)
+    for name, help in (
+        ("client_secret", "The client secret of MLM_OIDC_CLIENT_ID."),
+        (
+            "authorization_endpoint",
+            "The provider's authorization endpoint (its discovery "
+            "document, /.well-known/openid-configuration, lists its endpoints).",
+        ),
+        ("token_endpoint", "The provider's token endpoint."),
+        ("userinfo_endpoint", "The provider's UserInfo endpoint."),
+        ("jwks_endpoint", "The provider's JWKS URI: the keys of its ID token signatures."),
+        (
+            "end_session_endpoint",
+            "The provider's end-session endpoint: logging out of MLM "
+            "logs out there too. Empty: only MLM's session ends.",
+        ),
+    )
+}
+MLM_OIDC_SCOPES = env_str(
+    "MLM_OIDC_SCOPES", "openid email profile", "OpenID Connect scopes MLM asks for."
+)
+MLM_OIDC_USERNAME_CLAIM = env_str(
+    "MLM_OIDC_USERNAME_CLAIM",
+    "preferred_username",
+    "OpenID Connect claim of the person's MLM user name (the email claim if absent); the `sub` "
+    "claim is what finds them again.",
+)
+MLM_OIDC_GROUPS_CLAIM = env_str(
+    "MLM_OIDC_GROUPS_CLAIM",
+    "groups",
+    "OpenID Connect claim (in the ID token or UserInfo) whose values the group mapping rules "
+    "match.",
+)
+MLM_OIDC_ENABLED = bool(_oidc_client_id)
+if MLM_OIDC_ENABLED:
+    _missing = [
+        f"MLM_OIDC_{name.upper()}"
+        for name, value in _oidc.items()
+        if not value and name != "end_session_endpoint"
+    ]
+    if _missing:
+        raise ImproperlyConfigured(
+            f"MLM_OIDC_CLIENT_ID is set but {', '.join(_missing)} not: OpenID Connect needs "
+            "them all (see the provider's /.well-known/openid-configuration)."
+        )
+    from mlm.sso.config import oidc_settings
+
+    globals().update(oidc_settings(client_id=_oidc_client_id, scopes=MLM_OIDC_SCOPES, **_oidc))
+    AUTHENTICATION_BACKENDS.append("mlm.sso.backends.OidcBackend")
+MLM_LOCAL_LOGIN_STAFF_ONLY = env_bool(
+    "MLM_LOCAL_LOGIN_STAFF_ONLY",
+    False,
+    "Once single sign-on is on: only staff and superusers may log in with a password "
+    "(break-glass); everyone else logs in through the identity provider.",
+)
+if MLM_LOCAL_LOGIN_STAFF_ONLY and not (MLM_SAML_ENABLED or MLM_OIDC_ENABLED):
+    raise ImproperlyConfigured(
+        "MLM_LOCAL_LOGIN_STAFF_ONLY needs single sign-on (MLM_SAML_IDP_METADATA or "
+        "MLM_OIDC_CLIENT_ID): without it nobody but staff could log in."
+    )
 
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("zh-hant", "繁體中文"), ("zh-hans", "简体中文")]

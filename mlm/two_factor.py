@@ -24,6 +24,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from mlm.models import Membership
 from mlm.services import audit_record
+from mlm.sso.sessions import logged_in_through
 
 DEVICE_NAME = "Authenticator app"
 
@@ -40,7 +41,11 @@ def required_for(user) -> bool:
 
 
 def needs_second_factor(request: HttpRequest) -> bool:
-    """A logged-in person who must use a second factor and has not, in this session."""
+    """A logged-in person who must use a second factor and has not, in this session. A session
+    that single sign-on opened is trusted to the identity provider's own second factor:
+    MLM_REQUIRE_2FA_FOR governs password logins."""
+    if logged_in_through(request) is not None:
+        return False
     verified = getattr(request.user, "is_verified", lambda: False)()
     return not verified and required_for(request.user)
 

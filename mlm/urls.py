@@ -1,12 +1,11 @@
 """URL configuration: the shell, the unit pages under /units/<slug>/, admin and health."""
 
 from django.contrib import admin
-from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from campaigns.webhooks import anymail_urlpatterns
 from mlm import views
-from mlm.logins import LoginForm
+from mlm.sso import views as sso_views
 from mlm.two_factor import two_factor
 
 unit_patterns = [
@@ -27,14 +26,9 @@ unit_patterns = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("health/", views.health, name="health"),
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(
-            redirect_authenticated_user=True, authentication_form=LoginForm
-        ),
-        name="login",
-    ),
-    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/login/", sso_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", sso_views.logout, name="logout"),
+    path("sso/", include("mlm.sso.urls")),
     path("accounts/two-factor/", two_factor, name="two_factor"),
     path("admin/", admin.site.urls),
     # Tracking webhooks of the mail providers: anymail's views, events recorded per request.
