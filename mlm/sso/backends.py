@@ -3,6 +3,8 @@ into a `Person` and hands it to `sso_login`; the protocol libraries check the si
 
 from __future__ import annotations
 
+import jwt
+import requests
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, SuspiciousOperation
@@ -74,6 +76,22 @@ class SamlBackend(Saml2Backend):
 
 class OidcBackend(OIDCAuthenticationBackend):
     """A login through OpenID Connect, once mozilla-django-oidc has checked the ID token."""
+
+    def retrieve_matching_jwk(self, token: str):
+        """The provider's key that signed the ID token. A provider with a single signing key
+        may leave out the key id (`kid` is optional, RFC 7515 4.1.4); then that key it is."""
+        if "kid" in jwt.get_unverified_header(token):
+            return super().retrieve_matching_jwk(token)
+        response = requests.get(
+            self.OIDC_OP_JWKS_ENDPOINT,
+            verify=self.get_settings("OIDC_VERIFY_SSL", True),
+            timeout=self.get_settings("OIDC_TIMEOUT", None),
+        )
+        response.raise_for_status()
+        keys = response.json().get("keys", [])
+        if len(keys) != 1:
+            raise SuspiciousOperation("The ID token names no key and the provider has several.")
+        return jwt.PyJWK(keys[0])
 
     def get_or_create_user(self, access_token: str, id_token: str, payload: dict):
         userinfo = self.get_userinfo(access_token, id_token, payload)

@@ -3,9 +3,11 @@ refusals, and a logout that also ends the identity provider's session."""
 
 from __future__ import annotations
 
+import logging
 from functools import wraps
 from urllib.parse import urlencode
 
+import requests
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
@@ -19,6 +21,8 @@ from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCLogout
 from mlm.logins import LoginForm
 from mlm.sso.backends import REFUSAL_ATTRIBUTE
 from mlm.sso.sessions import logged_in_through
+
+logger = logging.getLogger(__name__)
 
 PROTOCOL_NAMES = {"saml": "SAML 2.0", "oidc": "OpenID Connect"}
 FAILED = (
@@ -72,6 +76,18 @@ def saml_failure(
 
 class OidcCallbackView(OIDCAuthenticationCallbackView):
     """The OpenID Connect callback, whose failures say why on the login page."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        try:
+            return super().get(request)
+        except requests.RequestException:
+            logger.warning("OpenID Connect provider unreachable", exc_info=True)
+            messages.error(
+                request,
+                "The identity provider could not be reached to finish your login. Try again in "
+                "a moment.",
+            )
+            return HttpResponseRedirect(reverse("login"))
 
     def login_failure(self) -> HttpResponse:
         reason = getattr(self.request, REFUSAL_ATTRIBUTE, None)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs
 
+import oidc_provider_mock
 import saml2
 import saml2.saml
 import saml2.xmldsig
@@ -26,7 +27,7 @@ from saml2.server import Server
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from mlm.sso.config import saml_config
+from mlm.sso.config import oidc_settings, saml_config
 
 
 def key_pair(directory: Path, name: str) -> tuple[Path, Path]:
@@ -192,3 +193,32 @@ class SamlIdentityProvider:
         )
         location = dict(http["headers"])["Location"]
         return Response(status=302, headers={"Location": location})
+
+
+@contextmanager
+def oidc_provider(users: dict[str, dict]) -> Iterator[str]:
+    """An OpenID Connect provider (oidc-provider-mock) that signs its ID tokens with a key of
+    its own; yields its issuer URL. Each person is a button on its authorization page; PUT
+    /users/<sub> changes their claims."""
+    app = oidc_provider_mock.app(
+        require_nonce=True,
+        user_claims=[
+            oidc_provider_mock.User(sub=sub, claims=claims) for sub, claims in users.items()
+        ],
+    )
+    with serve(app) as url:
+        yield url
+
+
+def oidc_settings_for(issuer: str) -> dict:
+    """MLM's OpenID Connect settings for the provider at `issuer` (its discovery document's
+    endpoints)."""
+    return oidc_settings(
+        client_id="mlm-tests",
+        client_secret="not-secret",
+        authorization_endpoint=f"{issuer}/oauth2/authorize",
+        token_endpoint=f"{issuer}/oauth2/token",
+        userinfo_endpoint=f"{issuer}/userinfo",
+        jwks_endpoint=f"{issuer}/jwks",
+        end_session_endpoint=f"{issuer}/oauth2/end_session",
+    )
