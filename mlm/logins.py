@@ -148,6 +148,16 @@ class LoginForm(_SaysHowLongToWait, AsksForTheCode, AuthenticationForm):
 
     otp_token = CodeField()
 
+    def get_invalid_login_error(self) -> forms.ValidationError:
+        if settings.MLM_LOCAL_LOGIN_STAFF_ONLY:
+            # Says where to go, without telling whether the password was right.
+            return forms.ValidationError(
+                "That user name and password do not log in here: passwords are kept for "
+                "operations staff. Log in with single sign-on above.",
+                code="invalid_login",
+            )
+        return super().get_invalid_login_error()
+
 
 class AdminLoginForm(_SaysHowLongToWait, AsksForTheCode, AdminAuthenticationForm):
     """Django admin's login form, with the same lockout and second factor."""

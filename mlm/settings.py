@@ -280,8 +280,8 @@ LOGOUT_REDIRECT_URL = "login"
 MLM_SAML_IDP_METADATA = env_str(
     "MLM_SAML_IDP_METADATA",
     "",
-    "SAML 2.0 single sign-on: the identity provider's metadata, a URL (fetched when a login "
-    "starts) or a file path. Empty: SAML is off.",
+    "SAML 2.0 single sign-on: the identity provider's metadata, a URL (fetched again every 10 "
+    "minutes) or a file path. Empty: SAML is off.",
 )
 MLM_SAML_ENABLED = bool(MLM_SAML_IDP_METADATA)
 _saml_entity_id = env_str(
@@ -337,6 +337,7 @@ SAML_DEFAULT_BINDING = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect"
 SAML_LOGOUT_REQUEST_PREFERRED_BINDING = SAML_DEFAULT_BINDING
 SAML_SESSION_COOKIE_SAMESITE = "None" if _site.scheme == "https" else "Lax"
 SAML_CSP_HANDLER = ""
+SAML_CONFIG_LOADER = "mlm.sso.config.saml_config_loader"
 SAML_ACS_FAILURE_RESPONSE_FUNCTION = "mlm.sso.views.saml_failure"
 SAML_IGNORE_LOGOUT_ERRORS = True
 

@@ -1,18 +1,34 @@
 """The settings single sign-on needs, built from a few values: pysaml2's service-provider
-configuration (djangosaml2) and mozilla-django-oidc's settings.
+configuration (djangosaml2) and mozilla-django-oidc's settings; and the loader that keeps the
+SAML configuration, with the identity provider's metadata, between requests.
 
-Pure functions, without Django models: the settings module calls them with the environment's
-values, and tests with those of an identity provider they start on loopback.
+The builders are pure functions: the settings module calls them with the environment's values,
+and tests with those of an identity provider they start on loopback.
 """
 
 from __future__ import annotations
 
+import copy
+import json
+import logging
 import shutil
-from typing import Any
+import threading
+import time
+from typing import TYPE_CHECKING, Any
 
+import requests
 import saml2
 import saml2.saml
 import saml2.xmldsig
+from django.conf import settings
+from saml2.config import SPConfig
+from saml2.httpbase import ConnectionError as HTTPConnectionError
+from saml2.mdstore import SourceNotFound
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+logger = logging.getLogger(__name__)
 
 SAML_PATHS = {"acs": "/sso/saml2/acs/", "ls": "/sso/saml2/ls/", "metadata": "/sso/saml2/metadata/"}
 
@@ -27,9 +43,9 @@ def saml_config(
 ) -> dict[str, Any]:
     """pysaml2's configuration of MLM as a SAML 2.0 service provider.
 
-    `idp_metadata` is the identity provider's metadata, a URL (fetched when a login starts) or a
-    file. Assertions must be signed; an answer nobody asked for is refused. With a key and
-    certificate, authentication and logout requests are signed too.
+    `idp_metadata` is the identity provider's metadata, a URL (fetched again every
+    METADATA_SECONDS) or a file. Assertions must be signed; an answer nobody asked for is
+    refused. With a key and certificate, authentication and logout requests are signed too.
     """
     site_url = site_url.rstrip("/")
     if idp_metadata.startswith(("https://", "http://")):
@@ -43,6 +59,7 @@ def saml_config(
         "metadata": metadata,
         # Group attributes are often named by URI (Azure AD, ADFS), outside pysaml2's maps.
         "allow_unknown_attributes": True,
+        "http_client_timeout": 10,
         "service": {
             "sp": {
                 "name": "MLM",
@@ -102,3 +119,30 @@ def oidc_settings(
         "OIDC_OP_LOGOUT_ENDPOINT": end_session_endpoint,
         "OIDC_OP_LOGOUT_URL_METHOD": "mlm.sso.views.oidc_logout_url",
     }
+
+
+METADATA_SECONDS = 600
+_loaded: dict[str, tuple[float, SPConfig]] = {}
+_loading = threading.Lock()
+
+
+def saml_config_loader(request: HttpRequest | None = None) -> SPConfig:
+    """djangosaml2's configuration loader: SAML_CONFIG loaded once and kept METADATA_SECONDS, so
+    that a metadata URL is not fetched at every request; while the identity provider cannot be
+    reached, the configuration last loaded is kept."""
+    key = json.dumps(settings.SAML_CONFIG, sort_keys=True, default=str)
+    with _loading:
+        kept = _loaded.get(key)
+        if kept is not None and time.monotonic() - kept[0] < METADATA_SECONDS:
+            return kept[1]
+        config = SPConfig()
+        try:
+            config.load(copy.deepcopy(settings.SAML_CONFIG))
+        except (SourceNotFound, HTTPConnectionError, requests.RequestException):
+            if kept is None:
+                raise
+            logger.warning("SAML metadata unreachable; keeping the copy loaded before")
+            return kept[1]
+        _loaded.clear()
+        _loaded[key] = (time.monotonic(), config)
+        return config

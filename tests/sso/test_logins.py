@@ -129,6 +129,7 @@ def test_local_login_for_staff_only_refuses_the_password_of_everyone_else(client
     assert "Operations staff: log in with a password" in page.text
     refused = client.post("/accounts/login/", {"username": "bob", "password": PASSWORD})
     assert refused.status_code == 200 and "_auth_user_id" not in client.session
+    assert "passwords are kept for operations staff" in refused.text
     ops = make_user("ops")
     ops.is_staff = True
     ops.save(update_fields=["is_staff"])

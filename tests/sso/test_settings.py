@@ -3,8 +3,10 @@ metadata holds what the identity provider needs."""
 
 from __future__ import annotations
 
+from mlm.sso import config
+from mlm.sso.config import saml_config, saml_config_loader
 from tests.mlm.test_settings import production_env, run
-from tests.sso.providers import SamlIdentityProvider
+from tests.sso.providers import SamlIdentityProvider, serve
 
 SHOW = (
     "import django; from django.conf import settings; django.setup(); "
@@ -66,3 +68,27 @@ def test_the_saml_metadata_names_the_endpoints_the_provider_needs(client, db, se
     assert 'Location="https://mlm.example.edu/sso/saml2/acs/"' in xml
     assert 'Location="https://mlm.example.edu/sso/saml2/ls/"' in xml
     assert "X509Certificate" in xml  # MLM's signing certificate
+
+
+def test_a_metadata_url_is_fetched_again_only_after_a_while_and_kept_while_down(
+    settings, tmp_path, monkeypatch
+):
+    idp = SamlIdentityProvider(tmp_path)
+    idp.configure(url="https://idp.example.edu", sp_site_url="https://mlm.example.edu")
+    xml = (tmp_path / "idp-metadata.xml").read_bytes()
+    fetches = []
+
+    def metadata(environ, start_response):
+        fetches.append(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "application/samlmetadata+xml")])
+        return [xml]
+
+    with serve(metadata) as url:
+        settings.SAML_CONFIG = saml_config(
+            site_url="https://mlm.example.edu", idp_metadata=f"{url}/metadata"
+        )
+        first = saml_config_loader()
+        assert saml_config_loader() is first and len(fetches) == 1
+        assert "https://idp.example.edu/metadata" in first.metadata.identity_providers()
+    monkeypatch.setattr(config, "METADATA_SECONDS", 0)
+    assert saml_config_loader() is first  # the provider is down: the copy loaded before
