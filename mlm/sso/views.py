@@ -15,7 +15,6 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
-from djangosaml2.views import LogoutInitView
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCLogoutView
 
 from mlm.logins import LoginForm
@@ -117,6 +116,8 @@ def logout(request: HttpRequest) -> HttpResponse:
     """Log out; a session an identity provider opened is ended there too (single logout)."""
     through = logged_in_through(request)
     if through == "saml" and settings.MLM_SAML_ENABLED:
+        from djangosaml2.views import LogoutInitView  # see mlm.sso.urls: a slow import
+
         view = LogoutInitView()
         view.setup(request)
         return _leave_for_the_provider(request, view.get(request))
