@@ -156,7 +156,6 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "anymail",
-    "djangosaml2",
     "mlm",
     "mlm.sso",
     "consent",

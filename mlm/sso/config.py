@@ -21,12 +21,10 @@ import saml2
 import saml2.saml
 import saml2.xmldsig
 from django.conf import settings
-from saml2.config import SPConfig
-from saml2.httpbase import ConnectionError as HTTPConnectionError
-from saml2.mdstore import SourceNotFound
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
+    from saml2.config import SPConfig
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +128,11 @@ def saml_config_loader(request: HttpRequest | None = None) -> SPConfig:
     """djangosaml2's configuration loader: SAML_CONFIG loaded once and kept METADATA_SECONDS, so
     that a metadata URL is not fetched at every request; while the identity provider cannot be
     reached, the configuration last loaded is kept."""
+    # Imported here: pysaml2 parses its XML schemas on import, a second or more.
+    from saml2.config import SPConfig
+    from saml2.httpbase import ConnectionError as HTTPConnectionError
+    from saml2.mdstore import SourceNotFound
+
     key = json.dumps(settings.SAML_CONFIG, sort_keys=True, default=str)
     with _loading:
         kept = _loaded.get(key)
