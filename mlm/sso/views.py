@@ -14,6 +14,7 @@ from django.contrib.auth import views as auth_views
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCLogoutView
 
@@ -45,6 +46,35 @@ def when_enabled(protocol: str):
         return wrapper
 
     return decorate
+
+
+def saml_view(name: str, *, posted_by_the_provider: bool = False):
+    """djangosaml2's view `name`, while SAML is set up; an identity provider whose metadata
+    cannot be read is a 503 that says so.
+
+    djangosaml2's views are imported at the first SAML request: pysaml2 parses its XML schemas
+    when imported, which would slow the start of every process that never sees a SAML login.
+    """
+
+    @when_enabled("saml")
+    def view(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        from djangosaml2 import views as saml_views
+        from saml2.httpbase import ConnectionError as HTTPConnectionError
+        from saml2.mdstore import SourceNotFound
+
+        try:
+            return getattr(saml_views, name).as_view()(request, *args, **kwargs)
+        except (SourceNotFound, HTTPConnectionError, requests.RequestException):
+            logger.warning("SAML identity provider's metadata unreachable", exc_info=True)
+            reason = (
+                "The identity provider could not be reached (its metadata could not be read). "
+                "Try again in a moment; operations staff can still log in with a password."
+            )
+            return render(request, "sso/failure.html", {"reason": reason}, status=503)
+
+    view.__name__ = f"saml_{name}"
+    # The provider's own page posts its answer here: no CSRF token; the signature stands for it.
+    return csrf_exempt(view) if posted_by_the_provider else view
 
 
 class LoginView(auth_views.LoginView):

@@ -92,3 +92,15 @@ def test_a_metadata_url_is_fetched_again_only_after_a_while_and_kept_while_down(
         assert "https://idp.example.edu/metadata" in first.metadata.identity_providers()
     monkeypatch.setattr(config, "METADATA_SECONDS", 0)
     assert saml_config_loader() is first  # the provider is down: the copy loaded before
+
+
+def test_an_unreachable_metadata_url_is_a_503_that_says_so(client, db, settings):
+    with serve(lambda environ, start_response: []) as url:
+        pass  # the port is closed again: nobody answers there
+    settings.SAML_CONFIG = saml_config(
+        site_url="https://mlm.example.edu", idp_metadata=f"{url}/metadata"
+    )
+    settings.MLM_SAML_ENABLED = True
+    answer = client.get("/sso/saml2/login/")
+    assert answer.status_code == 503
+    assert "The identity provider could not be reached" in answer.text
