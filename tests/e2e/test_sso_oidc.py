@@ -90,6 +90,7 @@ def test_it_logs_in_maps_roles_removes_a_lost_group_and_logs_out(page, issuer, r
         "provider": "oidc",
         "reason": "no group the identity provider sent gives this unit any more",
     }
+    assert not [e for e in page.csp_errors if "Content Security Policy" in e], page.csp_errors
 
 
 def test_a_callback_with_a_forged_state_logs_nobody_in(page, issuer, rules):

@@ -80,6 +80,7 @@ def test_it_logs_in_maps_roles_and_removes_a_lost_group_at_the_next_login(page, 
     removed = AuditEntry.objects.get(verb="membership.delete", unit=rules.other_unit)
     assert removed.data["user"] == "dora" and removed.data["by"] == "sso"
     assert AuditEntry.objects.filter(verb="login.sso", actor__username="dora").count() == 2
+    assert not [e for e in page.csp_errors if "Content Security Policy" in e], page.csp_errors
 
 
 def test_a_tampered_assertion_is_refused(page, saml_idp, rules, caplog):
