@@ -23,7 +23,6 @@ import codecs
 import csv
 import datetime
 import functools
-import hashlib
 import io
 import itertools
 import json
@@ -58,7 +57,7 @@ from consent.models import (
 )
 from consent.services import carry_case_sensitive_suppressions
 from mlm.inserts import insert_parts, table
-from recipients.addresses import InvalidAddress, address_key, normalise_address
+from recipients.addresses import AddressHasher, InvalidAddress, normalise_address
 from recipients.models import (
     Audience,
     Category,
@@ -603,31 +602,6 @@ def normalise_import_address(raw: str) -> str:
 StagedRow = tuple[int, str, str | None, str, str, str, str, str, str | None, str | None]
 
 
-class AddressHasher:
-    """recipients.addresses.address_hash (of the address in lower case), with the key's HMAC
-    states computed once.
-
-    hmac.digest sets the key up on every call; an import hashes a million addresses, so the
-    inner and outer SHA-256 states are prepared once and copied (RFC 2104, same result).
-    """
-
-    def __init__(self, key: bytes) -> None:
-        if len(key) > 64:
-            key = hashlib.sha256(key).digest()
-        key = key.ljust(64, b"\0")
-        self._inner = hashlib.sha256(key.translate(_IPAD))
-        self._outer = hashlib.sha256(key.translate(_OPAD))
-
-    def __call__(self, normalised: str) -> str:
-        inner = self._inner.copy()
-        inner.update(address_key(normalised).encode())
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()
-
-
-_IPAD = bytes(x ^ 0x36 for x in range(256))
-_OPAD = bytes(x ^ 0x5C for x in range(256))
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
 
@@ -649,7 +623,7 @@ class RowChecker:
         self.default_category = job.default_category or (
             Category.EXTERNAL if self.audience == Audience.EXTERNAL else ""
         )
-        self.hash = AddressHasher(settings.MLM_ADDRESS_HASH_KEY.encode())
+        self.hash = AddressHasher()
         self.limits = (LIMITS[FIRST_NAME], LIMITS[LAST_NAME], LIMITS[LOCALE])
         self._audience_clash: dict[tuple[str, str], bool] = {}
 
