@@ -235,9 +235,17 @@ def recipient_export(*, recipient: Recipient, by: AbstractBaseUser | None = None
             .prefetch_related("events")
             .order_by("created_at", "pk")
         ],
-        # Copies of the mail kept by the Outbox (the embedded default's mail backend).
+        # Copies of the mail kept by the Outbox (the embedded default's mail backend): to them,
+        # or to an editor and rendered as them (a [TEST] mail).
         "outbox_messages": [
-            {"subject": m.subject, "from": m.from_email, "kept_at": _when(m.created_at)}
+            {
+                "subject": m.subject,
+                "from": m.from_email,
+                "copy_of": "a test mail to staff, rendered as them"
+                if m.about_hash
+                else "mail to them",
+                "kept_at": _when(m.created_at),
+            }
             for m in _outbox_copies(recipient)
         ],
         # Files the app keeps that name the person (uploads and rejected-rows reports).
@@ -304,7 +312,7 @@ def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> Non
     held.deliveries.exclude(reply="").update(reply="", updated_at=timezone.now())
     _blank_delivery_events(recipient=held, email_hash=digest)
     suppress_erased(email_hash=digest, by=by)
-    copies = [m.pk for m in _outbox_copies(held, address)]
+    copies = [m.pk for m in _outbox_copies(held, address, digest)]
     OutboxMessage.objects.filter(pk__in=copies).delete()
     files = erase_from_files(unit=held.unit, address=address)
     # Double opt-in requests of the address (pending or confirmed) hold names, IP and browser.
@@ -327,15 +335,21 @@ def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> Non
     recipient.refresh_from_db()
 
 
-def _outbox_copies(recipient: Recipient, address: str | None = None) -> list[OutboxMessage]:
-    """The Outbox's copies of mail to the recipient's address (in any case)."""
-    address = address or recipient.email
+def _outbox_copies(
+    recipient: Recipient, address: str | None = None, email_hash: str | None = None
+) -> list[OutboxMessage]:
+    """The Outbox's copies of mail to the recipient's address (in any case), and of mail to
+    someone else rendered as them (a campaign's [TEST] mail)."""
+    address, email_hash = address or recipient.email, email_hash or recipient.email_hash
+    found = OutboxMessage.objects.filter(
+        Q(unit=recipient.unit_id) | Q(unit__isnull=True),
+        Q(recipients__icontains=address) | Q(about_hash=email_hash),
+    )
     return [
         m
-        for m in OutboxMessage.objects.filter(
-            Q(unit=recipient.unit_id) | Q(unit__isnull=True), recipients__icontains=address
-        ).order_by("created_at", "pk")
-        if address.lower() in {line.strip().lower() for line in m.recipients.splitlines()}
+        for m in found.order_by("created_at", "pk")
+        if m.about_hash == email_hash
+        or address.lower() in {line.strip().lower() for line in m.recipients.splitlines()}
     ]
 
 
