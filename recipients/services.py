@@ -18,7 +18,7 @@ from consent.services import anonymise_events, carry_case_sensitive_suppressions
 from mlm.models import OutboxMessage, SenderUnit
 from mlm.services import audit_record
 from recipients.addresses import address_hash, is_internal_address, normalise_address
-from recipients.held_files import erase_from_files, files_naming
+from recipients.held_files import erase_from_files, erase_from_jobs, files_naming
 from recipients.models import (
     Audience,
     Category,
@@ -283,7 +283,8 @@ def recipient_export(*, recipient: Recipient, by: AbstractBaseUser | None = None
 def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> None:
     """Remove a recipient's personal data for good (I9): profile blanked, lists left, consent
     events anonymised (the facts stay, I4), mail copies in the outbox and double opt-in
-    requests deleted, their rows taken out of the import files that name them, and the address
+    requests deleted, their rows taken out of the import files that name them and their
+    address out of what import jobs say of their files, and the address
     kept only as a keyed hash in a global erasure suppression, so it is never mailed or
     imported again.
 
@@ -315,6 +316,7 @@ def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> Non
     copies = [m.pk for m in _outbox_copies(held, address, digest)]
     OutboxMessage.objects.filter(pk__in=copies).delete()
     files = erase_from_files(unit=held.unit, address=address)
+    jobs = erase_from_jobs(unit=held.unit, address=address)
     # Double opt-in requests of the address (pending or confirmed) hold names, IP and browser.
     requests, _ = SubscriptionRequest.objects.filter(
         unit=held.unit_id, email__iexact=address
@@ -329,6 +331,7 @@ def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> Non
             "consent_events": events,
             "outbox_messages": len(copies),
             "files": files,
+            "import_jobs": jobs,
             "subscription_requests": requests,
         },
     )

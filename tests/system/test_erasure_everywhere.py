@@ -41,7 +41,7 @@ pytestmark = pytest.mark.system
 ADDRESS = "Erin.Subject@Example.ORG"  # as the grant import writes it
 UPPER = "ERIN.SUBJECT@example.org"  # the opt-out import
 LOWER = "erin.subject@example.org"  # the grant import's duplicate row (rejected)
-MIXED = "erin.subject@EXAMPLE.org"  # the upload never started
+MIXED = "erin.subject@EXAMPLE.org"  # the upload never started, and its file's name
 SHOUTED = "ERIN.SUBJECT@EXAMPLE.ORG"  # the provider's webhook event
 
 
@@ -163,7 +163,9 @@ def test_an_erased_person_leaves_no_trace(client, worker, sink, var_dir, logs, t
     _import(
         client, visitors, [["Email"], [UPPER]], "opt-out.csv", mode="opt_out", dm_types=[news.pk]
     )
-    abandoned = _upload(client, visitors, [["Email", "First name"], [MIXED, "Erin"]], "later.csv")
+    # The upload is named after them, as a single person's request may be.
+    request = f"request from {MIXED}.csv"
+    abandoned = _upload(client, visitors, [["Email", "First name"], [MIXED, "Erin"]], request)
 
     # A campaign sent through SMTP (the unit's backend), another kept in the Outbox (the
     # default), and a [TEST] mail to an editor rendered as the person, kept in the Outbox too.
@@ -222,6 +224,7 @@ def test_an_erased_person_leaves_no_trace(client, worker, sink, var_dir, logs, t
     assert person.status == RecipientStatus.ERASED
     abandoned.refresh_from_db()
     assert abandoned.status == ImportStatus.FAILED and not abandoned.file
+    assert abandoned.file_name == "request from [erased].csv"
     worker.stop()
 
     found = [

@@ -116,9 +116,14 @@ def _by_table(text: str, address: str) -> list[Trace]:
 
 
 def in_files(folder: Path, address: str) -> list[Trace]:
-    """The address in any file under `folder` (UTF-16 files and XLSX parts included)."""
+    """The address in the path or the content of any file under `folder` (UTF-16 files and
+    XLSX parts included); the local part finds a name that storage cleaned of its "@"."""
     traces = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+    for path in sorted(folder.rglob("*")):
+        relative = str(path.relative_to(folder))
+        traces.extend(find(relative, f"path {relative}", address))
+        if not path.is_file():
+            continue
         data = path.read_bytes()
         texts = [readable(data)]
         for encoding in ("utf-16-le", "utf-16-be"):
