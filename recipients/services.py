@@ -134,8 +134,9 @@ def _when(moment) -> str | None:
 def recipient_export(*, recipient: Recipient, by: AbstractBaseUser | None = None) -> dict[str, Any]:
     """Everything held about a recipient, as JSON-ready data (I9): profile, attributes, lists,
     the whole consent history with notice texts, the current state per DM type, deliveries
-    and what providers said of them, the Outbox's copies of their mail, the files that name
-    them, and the suppressions of its unit or of every unit that match its address."""
+    and what providers said of them (matched or not), the Outbox's copies of their mail, the
+    files that name them, their double opt-in requests, and the suppressions of its unit or of
+    every unit that match its address."""
     recipient = Recipient.objects.select_related("unit").get(pk=recipient.pk)
     memberships = (
         ListMembership.objects.filter(recipient=recipient)
@@ -258,6 +259,38 @@ def recipient_export(*, recipient: Recipient, by: AbstractBaseUser | None = None
             }
             for held in files_naming(unit=recipient.unit, address=recipient.email)
         ],
+        # What providers said of mail to the address that matched no delivery (kept by hash).
+        "unmatched_provider_events": [
+            {
+                "time": _when(e.occurred_at),
+                "kind": e.kind,
+                "bounce_kind": e.bounce_kind,
+                "source": e.source,
+                "description": e.description,
+            }
+            for e in _unmatched_events(recipient.email_hash)
+        ],
+        # Double opt-in requests from the public form that name the address.
+        "subscription_requests": [
+            {
+                "code": str(r.code),
+                "email": r.email,
+                "first_name": r.first_name,
+                "last_name": r.last_name,
+                "locale": r.locale,
+                "dm_types": sorted(t.name for t in r.dm_types.all()),
+                "wording": r.wording,
+                "ip_address": r.ip_address,
+                "user_agent": r.user_agent,
+                "created_at": _when(r.created_at),
+                "confirmed_at": _when(r.confirmed_at),
+            }
+            for r in SubscriptionRequest.objects.filter(
+                unit=recipient.unit_id, email__iexact=recipient.email
+            )
+            .prefetch_related("dm_types")
+            .order_by("created_at", "pk")
+        ],
         "suppressions": [
             {
                 "code": str(s.code),
@@ -354,6 +387,14 @@ def _outbox_copies(
         if m.about_hash == email_hash
         or address.lower() in {line.strip().lower() for line in m.recipients.splitlines()}
     ]
+
+
+def _unmatched_events(email_hash: str) -> list:
+    """Provider events about the address whose message was not found (kept by keyed hash)."""
+    from campaigns.models import DeliveryEvent
+
+    found = DeliveryEvent.objects.filter(delivery__isnull=True, email_hash=email_hash)
+    return list(found.order_by("occurred_at", "pk"))
 
 
 def _blank_delivery_events(*, recipient: Recipient, email_hash: str) -> int:
