@@ -187,7 +187,7 @@ def test_an_erased_person_leaves_no_trace(client, worker, sink, var_dir, logs, t
     wait_for(lambda: OutboxMessage.objects.filter(subject__startswith="[TEST]").exists())
 
     # The list exported; the person unsubscribes in one click from the SMTP mail (RFC 8058);
-    # the provider reports a soft bounce quoting the address.
+    # the provider reports soft bounces quoting the address, of that mail and of one not ours.
     export = client.get(reverse("list_export", args=["engineering", visitors.code]))
     assert ADDRESS.lower() in b"".join(export.streaming_content).decode().lower()
     header = message_from_bytes(mail.raw)["List-Unsubscribe"]
@@ -202,6 +202,8 @@ def test_an_erased_person_leaves_no_trace(client, worker, sink, var_dir, logs, t
     )
     assert post_postmark(client, bounce, **basic_auth()).status_code == 200
     assert SHOUTED in DeliveryEvent.objects.get(delivery=delivery).description
+    unknown = {**postmark_bounce(SHOUTED, "pm-not-ours", {}, "SoftBounce"), "ID": 7}
+    assert post_postmark(client, unknown, **basic_auth()).status_code == 200
 
     # The person's export holds every place, and every file that names them.
     url = reverse("recipient_export", args=["engineering", person.code])
@@ -213,6 +215,7 @@ def test_an_erased_person_leaves_no_trace(client, worker, sink, var_dir, logs, t
     ]
     assert {d["campaign_name"] for d in held["deliveries"]} == {"Spring news", "Summer news"}
     assert any(d["events"] for d in held["deliveries"])
+    assert len(held["unmatched_provider_events"]) == 1
 
     # Before erasure the search finds them: in the database and in the import files.
     assert traces.in_database(ADDRESS) and traces.in_files(var_dir, ADDRESS)

@@ -1,8 +1,8 @@
 """Where a person's address can remain after erasure (I9), and a search of each place for it in
 any case: a plain `pg_dump` of the database, every file under a folder, every Redis key and
 value, and log output. Encoded forms the search would otherwise miss are decoded first: bytea
-columns (hex in the dump), MIME parts (base64 or quoted-printable), and Celery messages (their
-body in base64).
+columns (hex in the dump), MIME parts (base64 or quoted-printable), Celery messages (their
+body in base64) and sessions (signed and compressed).
 
 Keyed hashes never match: they are hex digests, not text of the address.
 """
@@ -104,10 +104,24 @@ def in_database(address: str) -> list[Trace]:
     env = {"PGPASSWORD": db.get("PASSWORD") or ""}
     dump = subprocess.run(command, capture_output=True, check=True, env=env, timeout=120).stdout
     assert b"COPY public.recipients_recipient" in dump, "the dump holds no recipients table"
-    return _by_table(readable(dump), address)
+    return in_dump(dump, address) + _in_sessions(address)
 
 
-def _by_table(text: str, address: str) -> list[Trace]:
+def _in_sessions(address: str) -> list[Trace]:
+    """Sessions are signed and compressed in their table: the dump cannot show what they say
+    (e.g. a message waiting for the next page)."""
+    from django.contrib.sessions.models import Session
+
+    return [
+        trace
+        for session in Session.objects.all()
+        for trace in find(str(session.get_decoded()), "database table django_session", address)
+    ]
+
+
+def in_dump(dump: bytes, address: str) -> list[Trace]:
+    """The address in a plain SQL dump, each trace named by its table."""
+    text = readable(dump)
     traces = []
     for section in re.split(r"(?=^COPY )", text, flags=re.MULTILINE):
         table = section.split(" ", 2)[1] if section.startswith("COPY ") else "dump"
