@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns import dispatch
+from campaigns.demo import DEMO_BODY
 from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryEvent
 from campaigns.services import unit_settings_update
 from mlm.models import OutboxMessage
@@ -135,7 +136,7 @@ def _backend(world, name: str) -> None:
     )
 
 
-def test_an_erased_person_leaves_no_trace(client, worker, sink, var_dir, logs, tmp_path):
+def test_an_erased_person_leaves_no_trace(client, worker, sink, var_dir, logs):
     """I9: after erasure, neither the database, nor a file under MLM_VAR_DIR, nor Redis, nor
     the logs of this process and of the worker hold the address in any case."""
     world = make_world()
@@ -159,18 +160,19 @@ def test_an_erased_person_leaves_no_trace(client, worker, sink, var_dir, logs, t
     assert granted.rejected_file
     person = Recipient.objects.get(unit=world.unit)
 
-    # An opt-out import in upper case, and an upload in mixed case that is never started.
+    # An opt-out import in upper case.
     _import(
         client, visitors, [["Email"], [UPPER]], "opt-out.csv", mode="opt_out", dm_types=[news.pk]
     )
-    # The upload is named after them, as a single person's request may be.
+    # An upload in mixed case that is never started, its file named after them (as a single
+    # person's request may be).
     request = f"request from {MIXED}.csv"
     abandoned = _upload(client, visitors, [["Email", "First name"], [MIXED, "Erin"]], request)
 
     # A campaign sent through SMTP (the unit's backend), another kept in the Outbox (the
     # default), and a [TEST] mail to an editor rendered as the person, kept in the Outbox too.
     _backend(world, "smtp")
-    body = factories.DEMO_BODY + "<p>This mail was sent to {{ email }}.</p>"
+    body = DEMO_BODY + "<p>This mail was sent to {{ email }}.</p>"
     spring = factories.campaign(
         world, name="Spring news", dm_type=events, lists=[visitors], html_body=body
     )
