@@ -930,10 +930,8 @@ class RowChecker:
             # PostgreSQL text cannot hold NUL: the row is refused, its cells kept without it.
             problem = "The row holds a NUL character (binary data, not text)."
             return self._refused(line, [c.replace("\x00", "") for c in cells], problem)
-        if len(joined) > ROW_LIMIT:
-            problem = (
-                f"The row holds {len(joined):,} characters; a row holds at most {ROW_LIMIT:,}."
-            )
+        if len(joined) > ROW_LIMIT and (size := len(joined) - len(cells) + 1) > ROW_LIMIT:
+            problem = f"The row holds {size:,} characters; a row holds at most {ROW_LIMIT:,}."
             return self._refused(line, [c[: LIMITS[ATTRIBUTE]] for c in cells], problem)
         width = self.width
         if len(cells) != width:
