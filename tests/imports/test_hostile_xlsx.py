@@ -3,54 +3,24 @@ entity expansion and external entities, zip bombs, and a `<dimension>` that lies
 
 from __future__ import annotations
 
-import html
-import io
 import re
-import zipfile
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.core.files import File
 from django.urls import reverse
-from openpyxl import Workbook
 
 from recipients.import_services import import_upload
 from recipients.imports import EMAIL, FIRST_NAME, IGNORE, ImportFileError, sniff
 from recipients.models import Audience, ImportJob, ImportStatus, Recipient
 from recipients.services import list_create
 from tests.imports import workbooks
-from tests.imports.helpers import run_import, upload
-
-SHEET = "xl/worksheets/sheet1.xml"
+from tests.imports.helpers import post_upload, run_import, upload
+from tests.imports.workbooks import BILLION_LAUGHS, EXTERNAL, SHEET, rewritten, workbook
 
 
 @pytest.fixture
 def visitors(world):
     return list_create(unit=world.unit, name="Visitors", audience=Audience.EXTERNAL, by=None)
-
-
-def workbook(rows=(("email", "first name"), ("ann@example.com", "Ann"))) -> bytes:
-    book = Workbook()
-    for row in rows:
-        book.active.append(list(row))
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
-
-
-def rewritten(data: bytes, name: str, change) -> bytes:
-    """The workbook with one part's XML changed by `change(text) -> text`."""
-    out = io.BytesIO()
-    with (
-        zipfile.ZipFile(io.BytesIO(data)) as source,
-        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
-    ):
-        for item in source.infolist():
-            content = source.read(item.filename)
-            if item.filename == name:
-                content = change(content.decode()).encode()
-            target.writestr(item.filename, content)
-    return out.getvalue()
 
 
 def refused(visitors, world, data: bytes) -> str:
@@ -73,13 +43,6 @@ def test_a_mismatched_tag_is_a_clear_message(visitors, world):
     data = rewritten(workbook(), SHEET, lambda x: x.replace("</sheetData>", "</sheetDta>"))
     message = refused(visitors, world, data)
     assert "its XML is broken or not allowed" in message
-
-
-BILLION_LAUGHS = """<?xml version="1.0"?>
-<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
-<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>"""
-EXTERNAL = """<?xml version="1.0"?>
-<!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>"""
 
 
 @pytest.mark.parametrize("doctype", [BILLION_LAUGHS, EXTERNAL], ids=["entities", "external"])
@@ -132,13 +95,11 @@ def page(world, client, visitors):
     return client
 
 
-def upload_page(client, visitors, path) -> str:
-    """Upload through the real view; the page it answers with (a refusal stays on the form)."""
-    url = reverse("import_upload", args=["engineering", visitors.code])
-    with open(path, "rb") as data:
-        response = client.post(url, {"file": File(data, name="guests.xlsx")})
-    assert response.status_code in (200, 302)
-    return html.unescape(response.content.decode()) if response.status_code == 200 else ""
+def refused_page(client, visitors, path) -> str:
+    """Upload through the real view, which refuses the file: the page with its message."""
+    status, answer = post_upload(client, visitors, path)
+    assert status == 200
+    return answer
 
 
 def test_a_giant_cell_in_any_column_is_refused_with_its_row(page, visitors, tmp_path, settings):
@@ -146,7 +107,7 @@ def test_a_giant_cell_in_any_column_is_refused_with_its_row(page, visitors, tmp_
     row at upload, before the cell is in memory."""
     settings.MLM_IMPORT_MAX_COMPRESSION_RATIO = 10_000
     path = workbooks.giant_cell(tmp_path / "cell.xlsx", 20 * workbooks.MB, at_row=3)
-    answer = upload_page(page, visitors, path)
+    answer = refused_page(page, visitors, path)
     assert (
         "Row 3 of the workbook has a cell larger than 16 MB, which no column of an import can "
         "hold. Remove it and import the file again."
@@ -170,7 +131,7 @@ def test_a_giant_shared_text_is_refused(page, visitors, tmp_path, settings):
     rows = [workbooks.HEADER, workbooks.row(2, "ann@example.com", "Ann", 0)]
     shared = [b"<si><t>", *workbooks.repeated(b"y", 20 * workbooks.MB), b"</t></si>"]
     path = workbooks.write(tmp_path / "shared.xlsx", rows, shared)
-    answer = upload_page(page, visitors, path)
+    answer = refused_page(page, visitors, path)
     assert "Text number 1 shared by the workbook's cells is larger than 16 MB" in answer
     assert not ImportJob.objects.exists()
 
@@ -265,7 +226,7 @@ def test_a_part_read_whole_is_limited(page, visitors, tmp_path, settings):
     styles = "<styleSheet>" + "<a/>" * (1024 * 1024 + 10) + "</styleSheet>"
     rows = [workbooks.HEADER, workbooks.row(2, "ann@example.com", "Ann")]
     path = workbooks.write(tmp_path / "styles.xlsx", rows, extra={"xl/styles.xml": styles})
-    answer = upload_page(page, visitors, path)
+    answer = refused_page(page, visitors, path)
     assert (
         "This workbook's part xl/styles.xml is 4.0 MB; an import reads such parts of up to 4 MB"
         in answer

@@ -5,7 +5,6 @@ peaks are printed: a benchmark-style measurement)."""
 
 from __future__ import annotations
 
-import html
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,12 +14,12 @@ import psutil
 import pytest
 import redis
 from django.conf import settings
-from django.core.files import File
 from django.urls import reverse
 
 from recipients.models import Audience, ImportJob, ImportStatus, Recipient
 from recipients.services import list_create
 from tests.imports import workbooks
+from tests.imports.helpers import post_upload, start_on_page
 from tests.personas import make_world
 from tests.system.conftest import ROOT, Worker, wait_for, worker_env
 
@@ -89,25 +88,14 @@ def peak_mb(process: psutil.Process) -> int:
     return int(line.split()[1]) // 1024
 
 
-def post_upload(client, visitors, path: Path) -> tuple[int, str]:
-    url = reverse("import_upload", args=["engineering", visitors.code])
-    with open(path, "rb") as data:
-        response = client.post(url, {"file": File(data, name=path.name)})
-    return response.status_code, html.unescape(response.content.decode())
-
-
-def start(client, visitors, job: ImportJob) -> None:
-    url = reverse("import_job", args=["engineering", visitors.code, job.code])
-    choices = {f"column_{i}": target for i, target in enumerate(job.mapping)}
-    response = client.post(url, {**choices, "mode": "add"})
-    assert response.status_code == 302, response.content.decode()[-2000:]
-
-
 def test_the_bombs_are_refused_in_bounded_memory(worker, client, tmp_path, settings, capsys):
     world = make_world()
     visitors = list_create(unit=world.unit, name="Gala", audience=Audience.EXTERNAL, by=None)
     client.force_login(world.alice)
     peaks: dict[str, tuple[int, int | None]] = {}
+    tiny = tmp_path / "tiny.csv"  # what the reading process holds without any file
+    tiny.write_bytes(b"email\r\nann@example.com\r\n")
+    peaks[tiny.name] = (upload_peak(tiny)[1], None)
 
     # Refused at upload: they unpack far past the byte limit.
     cell = workbooks.giant_cell(tmp_path / "cell-bomb.xlsx", 700 * workbooks.MB)
@@ -141,7 +129,7 @@ def test_the_bombs_are_refused_in_bounded_memory(worker, client, tmp_path, setti
     job = ImportJob.objects.get()
     child = child_of(worker)
     reset_peak(child)
-    start(client, visitors, job)
+    start_on_page(client, job)
     wait_for(
         lambda: ImportJob.objects.get(pk=job.pk).status == ImportStatus.FAILED,
         timeout=120,
@@ -162,7 +150,7 @@ def test_the_bombs_are_refused_in_bounded_memory(worker, client, tmp_path, setti
     assert message == "read"
     job = ImportJob.objects.exclude(pk=job.pk).get()
     reset_peak(child)
-    start(client, visitors, job)
+    start_on_page(client, job)
     wait_for(
         lambda: ImportJob.objects.get(pk=job.pk).status == ImportStatus.SUCCEEDED,
         timeout=400,

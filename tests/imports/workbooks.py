@@ -1,12 +1,16 @@
-"""Workbooks written part by part as a stream, so that a test can make a file that unpacks to
+"""Workbooks for the tests: ordinary ones, ones with a part rewritten (broken or hostile XML),
+and ones written part by part as a stream, so that a test can make a file that unpacks to
 hundreds of megabytes (a zip bomb) without holding it in memory."""
 
 from __future__ import annotations
 
+import io
 import itertools
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
+
+from openpyxl import Workbook
 
 MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 REL = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
@@ -37,6 +41,7 @@ PARTS = {
     ),
 }
 MB = 1024 * 1024
+SHEET = "xl/worksheets/sheet1.xml"
 
 
 def row(number: int, *cells: str | int) -> bytes:
@@ -108,3 +113,34 @@ def shared_texts(path: Path, count: int, width: int, rows: int) -> Path:
     sheet = (row(n + 2, f"guest{n}@example.com", f"Guest {n}", n * step) for n in range(rows))
     shared = (b"<si><t>%d %s</t></si>" % (i, b"y" * width) for i in range(count))
     return write(path, itertools.chain([HEADER], sheet), shared)
+
+
+def workbook(rows=(("email", "first name"), ("ann@example.com", "Ann"))) -> bytes:
+    book = Workbook()
+    for row in rows:
+        book.active.append(list(row))
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def rewritten(data: bytes, name: str, change) -> bytes:
+    """The workbook with one part's XML changed by `change(text) -> text`."""
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(data)) as source,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
+    ):
+        for item in source.infolist():
+            content = source.read(item.filename)
+            if item.filename == name:
+                content = change(content.decode()).encode()
+            target.writestr(item.filename, content)
+    return out.getvalue()
+
+
+BILLION_LAUGHS = """<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>"""
+EXTERNAL = """<?xml version="1.0"?>
+<!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>"""
