@@ -1,12 +1,13 @@
 """Recipient files in and out: reading, decoding, checking, staging and applying an import.
 
-Rows are read as a stream (CSV through the csv module, XLSX through openpyxl's read-only mode)
-and checked in Python where one row is enough: the address (email-validator's rules, no
-network), the audience of the list (I3), the category, the lengths. They are copied (COPY) to a
-staging table of the worker's connection, so memory stays flat however large the file. What
-needs the whole file or the database — duplicates, suppressions, recipients the unit already
-has — is checked in SQL, and the import is applied with set-based statements in one
-transaction: a failed import changes nothing.
+Rows are read as a stream (CSV through the csv module, XLSX through openpyxl's read-only mode,
+its sheet and shared texts size-checked before they are parsed: _CheckedPart) and checked in
+Python where one row is enough: the address (email-validator's rules, no network), the audience
+of the list (I3), the category, the lengths. They are copied (COPY) to a staging table of the
+worker's connection, so memory stays flat however large the file. What needs the whole file or
+the database — duplicates, suppressions, recipients the unit already has — is checked in SQL,
+and the import is applied with set-based statements in one transaction: a failed import changes
+nothing.
 
 Consent is written exactly as consent.services.grant / withdraw would, row by row: one event per
 (recipient, DM type) with its evidence and notice version, and the subscription row of each pair

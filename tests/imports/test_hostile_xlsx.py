@@ -3,6 +3,7 @@ entity expansion and external entities, zip bombs, and a `<dimension>` that lies
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -232,3 +233,14 @@ def test_a_part_read_whole_is_limited(page, visitors, tmp_path, settings):
         in answer
     )
     assert not ImportJob.objects.exists()
+
+
+def test_the_job_page_says_when_its_preview_cannot_be_read_again(page, visitors, settings):
+    """A preview read at upload may be past the bound when the page shows it again later."""
+    url = reverse("import_upload", args=["engineering", visitors.code])
+    response = page.post(url, {"file": upload(workbook(), "guests.xlsx")})
+    assert response.status_code == 302
+    settings.MLM_IMPORT_PREVIEW_SECONDS = 0
+    answer = html.unescape(page.get(response["Location"]).content.decode())
+    assert "The preview cannot be shown: The first rows of this workbook could not" in answer
+    assert "No data row in the first lines." in answer
