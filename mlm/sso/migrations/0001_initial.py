@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
     initial = True
 
     dependencies = [
-        ('mlm', '0005_membership_source'),
+        ('mlm', '0006_membership_source'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('mlm', '0004_bilingual_unit'),
+        ('mlm', '0005_outbox_about_hash'),
     ]
 
     operations = [
