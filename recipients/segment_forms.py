@@ -1,7 +1,9 @@
 """The segment builder's form: name, lists, and the condition rows read from the POST data.
 
-Condition rows are named `g<group>-c<condition>-<part>`; the buttons that add or remove a row
-send `action` and the page is drawn again with the change, nothing saved. The services validate.
+Condition rows are named `g<group>-c<condition>-<part>`; every row has all the inputs a test can
+need and the style sheet shows those of the chosen field and test. The buttons that add or remove
+a row send `action` and the page is drawn again with the change, nothing saved. The services
+validate.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def conditions_from_post(data: QueryDict) -> dict[str, Any]:
             if op in RANGES:
                 row["value"] = [data.get(f"{prefix}-low", ""), data.get(f"{prefix}-high", "")]
             elif op == "one_of":
-                row["value"] = data.get(f"{prefix}-value", "").splitlines()
+                row["value"] = data.get(f"{prefix}-values", "").splitlines()
             elif op not in NO_VALUE:
                 row["value"] = data.get(f"{prefix}-value", "")
             rows.append(((g, c), row))
@@ -114,11 +116,11 @@ def builder_rows(conditions: dict[str, Any]) -> list[dict[str, Any]]:
         rows = []
         for c, condition in enumerate(group["conditions"]):
             value = condition.get("value")
-            low = high = text = ""
+            low = high = text = values = ""
             if condition.get("op") in RANGES and isinstance(value, list) and len(value) == 2:
                 low, high = (v or "" for v in value)
             elif isinstance(value, list):
-                text = "\n".join(str(v) for v in value)
+                values = "\n".join(str(v) for v in value)
             elif value is not None:
                 text = str(value)
             rows.append(
@@ -128,6 +130,7 @@ def builder_rows(conditions: dict[str, Any]) -> list[dict[str, Any]]:
                     "key": condition.get("key", ""),
                     "op": condition.get("op", ""),
                     "value": text,
+                    "values": values,
                     "low": low,
                     "high": high,
                     "remove": f"remove-{g}-{c}",

@@ -259,3 +259,35 @@ def test_the_segment_list_names_the_conditions(world, people, client_for):
     )
     page = client_for(world.vic).get(reverse("segments", args=[world.unit.slug]))
     assert "attribute “city” is one of “Hong Kong”" in page.content.decode()
+
+
+def test_an_editor_writes_a_campaign_to_a_segment_in_the_browser(world, people, client_for):
+    """The campaign form takes lists or a segment of the unit; the campaign page names it."""
+    friends, news, _ = people
+    segment = segment_create(
+        unit=world.unit, name="HK", lists=[friends], conditions=city("Hong Kong"), by=world.bob
+    )
+    form = {
+        "name": "Open day invitation",
+        "dm_type": news.pk,
+        "audience": "external",
+        "segment": segment.pk,
+        "identity": factories.identity(world.unit).pk,
+        "subject": "Come to Open Day",
+        "layout": factories.layout(world.unit).pk,
+        "body_format": "html",
+        "html_body": "<p>See you.</p>",
+    }
+    client = client_for(world.bob)
+    url = reverse("campaign_create", args=[world.unit.slug])
+    both = client.post(url, {**form, "lists": [friends.pk]})
+    assert "A campaign targets lists or a segment, not both." in both.content.decode()
+    neither = client.post(url, {**form, "segment": ""})
+    assert "Choose at least one list, or a segment." in neither.content.decode()
+    assert client.post(url, form).status_code == 302
+    campaign = Campaign.objects.get()
+    assert campaign.segment == segment and not campaign.lists.exists()
+    page = client.get(reverse("campaign_detail", args=[world.unit.slug, campaign.code]))
+    text = page.content.decode()
+    assert "attribute “city” is one of “Hong Kong”" in text
+    assert '<strong class="audience-sendable">2</strong>' in text  # hk, hk_old
