@@ -293,8 +293,6 @@ class Matches(Expression):
     """True for the recipients that meet `conditions` (validated): one boolean SQL expression
     over the recipient's own columns, usable in `filter()` and in subqueries alike."""
 
-    output_field = BooleanField()
-
     def __init__(self, conditions: dict[str, Any], columns: list | None = None) -> None:
         super().__init__(output_field=BooleanField())
         self.conditions = conditions
