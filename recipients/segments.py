@@ -229,8 +229,9 @@ def describe(conditions: dict[str, Any]) -> list[str]:
 # --- compilation ---------------------------------------------------------------------------------
 
 # Each condition is one of these fixed fragments; `{v}` is the tested value (a column, or
-# `attributes ->> %s`), every other value a parameter. COALESCE makes each one true or false,
-# never NULL: what a missing value does is decided here, not by SQL's three-valued logic.
+# `attributes ->> %s`), every other value a parameter. Each one is true or false, never NULL
+# (COALESCE where a missing attribute would make it NULL): what a missing value does is decided
+# here, not by SQL's three-valued logic.
 NUMBER = "CASE WHEN {v} ~ '^" + NUMBER_PATTERN + "$' THEN ({v})::numeric END"
 DATE = "CASE WHEN {v} ~ '^" + DATE_PATTERN + '\' THEN left({v}, 10) END COLLATE "C"'
 
@@ -285,6 +286,18 @@ def _condition_sql(
     return " AND ".join(parts), bounds
 
 
+def _nullable(condition: dict[str, Any]) -> bool:
+    """Whether the test can be NULL: only those reading an attribute's text, which is NULL when
+    the attribute is missing. The others stay bare, so that the planner can estimate them and
+    use an index (a COALESCE around `@>` hides it from the GIN index)."""
+    return condition["field"] == ATTRIBUTE and condition["op"] not in (
+        "equals",
+        "one_of",
+        "not",
+        "is_empty",
+    )
+
+
 def _json(key: str, value: str) -> str:
     return json.dumps({key: value}, ensure_ascii=False)
 
@@ -316,7 +329,7 @@ class Matches(Expression):
             tests = []
             for condition in group["conditions"]:
                 sql, condition_params = _condition_sql(condition, columns)
-                tests.append(f"COALESCE(({sql}), false)")
+                tests.append(f"COALESCE(({sql}), false)" if _nullable(condition) else sql)
                 params += condition_params
             groups.append("(" + joiner[group["match"]].join(tests) + ")")
         if not groups:

@@ -125,7 +125,7 @@ def conditions(draw) -> dict:
         )
     )
     condition["op"] = op
-    values = texts.filter(bool) if field != "category" else st.sampled_from(Category.values)
+    values = texts.filter(str.strip) if field != "category" else st.sampled_from(Category.values)
     if op == "one_of":
         condition["value"] = draw(st.lists(values, min_size=1, max_size=3))
     elif op == "number_range":
