@@ -11,6 +11,7 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from mlm.forms import bound, submit
 from mlm.models import Role
 from mlm.scoping import UnitRequest, unit_view
 from recipients import segment_services as services
@@ -38,27 +39,23 @@ def segment_list(request: UnitRequest) -> HttpResponse:
     return render(request, "recipients/segment_list.html", {"rows": rows})
 
 
+def _save(request: UnitRequest, segment: Segment | None, data: dict, conditions: dict) -> Segment:
+    fields = {"name": data["name"], "lists": data["lists"], "conditions": conditions}
+    if segment is None:
+        return services.segment_create(unit=request.unit, by=request.user, **fields)
+    return services.segment_update(segment=segment, by=request.user, **fields)
+
+
 def _builder(request: UnitRequest, segment: Segment | None) -> HttpResponse:
     """Draw the builder; save on a plain POST, apply an add/remove button's change otherwise."""
     initial = SegmentForm.initial_for(segment) if segment else {}
-    form = SegmentForm(
-        request.POST if request.method == "POST" else None, initial=initial, unit=request.unit
-    )
-    if request.method != "POST":
-        conditions = segment.conditions if segment else dict(EMPTY)
-    else:
+    form = bound(SegmentForm, request, initial=initial, unit=request.unit)
+    conditions = segment.conditions if segment else dict(EMPTY)
+    if request.method == "POST":
         conditions = conditions_from_post(request.POST)
-        if not request.POST.get("action") and form.is_valid():
-            data = form.cleaned_data
-            fields = {"name": data["name"], "lists": data["lists"], "conditions": conditions}
-            try:
-                if segment is None:
-                    saved = services.segment_create(unit=request.unit, by=request.user, **fields)
-                else:
-                    saved = services.segment_update(segment=segment, by=request.user, **fields)
-            except ValidationError as error:
-                form.add_error(None, error)
-            else:
+        if not request.POST.get("action"):
+            saved = submit(form, lambda data: _save(request, segment, data, conditions))
+            if saved is not None:
                 messages.success(request, f"Segment “{saved.name}” saved.")
                 return redirect("segment_edit", request.unit.slug, saved.code)
     context: dict[str, Any] = {
