@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django.conf import settings
@@ -202,7 +203,12 @@ class ImportStatus(models.TextChoices):
 
 
 def _import_upload_to(job: ImportJob, filename: str) -> str:
-    return f"imports/{job.unit_id}/{job.code}/{filename}"
+    # Not the file's own name, which may name a person (I9): it is kept in `file_name` alone,
+    # where erasure finds it.
+    suffix = (
+        re.sub(r"[^a-z0-9]", "", filename.rpartition(".")[2].lower())[:8] if "." in filename else ""
+    )
+    return f"imports/{job.unit_id}/{job.code}/upload" + (f".{suffix}" if suffix else "")
 
 
 class ImportJob(models.Model):
