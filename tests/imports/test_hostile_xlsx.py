@@ -12,16 +12,10 @@ from django.core.exceptions import ValidationError
 from openpyxl import Workbook
 
 from recipients.import_services import import_upload
-from recipients.models import Audience, ImportJob
-from recipients.services import list_create
+from recipients.models import ImportJob
 from tests.imports.helpers import upload
 
 SHEET = "xl/worksheets/sheet1.xml"
-
-
-@pytest.fixture
-def visitors(world):
-    return list_create(unit=world.unit, name="Visitors", audience=Audience.EXTERNAL, by=None)
 
 
 def workbook(rows=(("email", "first name"), ("ann@example.com", "Ann"))) -> bytes:

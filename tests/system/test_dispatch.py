@@ -13,8 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import redis
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -27,65 +25,16 @@ from recipients.addresses import address_hash
 from recipients.models import Audience, Category, ListMembership, Recipient, RecipientStatus
 from tests.campaigns import factories
 from tests.personas import make_world
-from tests.system.conftest import Worker, wait_for
+from tests.processes import Worker, wait_for
+from tests.system.conftest import BATCH, LEASE, Workers
 from tests.system.smtp_sink import SMTPSink
 
 D = DeliveryStatus
-BATCH = 20
-LEASE = 20
 
 
 @pytest.fixture
-def sink(tmp_path) -> Iterator[SMTPSink]:
-    found = SMTPSink(keep_raw=False).start()
-    try:
-        yield found
-    finally:
-        found.stop()
-
-
-@pytest.fixture
-def world(transactional_db):
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+def world(transactional_db, flushed_broker):
     return make_world()
-
-
-class Workers:
-    """Start dispatch workers pointed at the sink; stop every one at the end."""
-
-    def __init__(self, tmp_path: Path, sink: SMTPSink) -> None:
-        self.tmp_path, self.sink, self.started = tmp_path, sink, []
-
-    def start(self, concurrency: int = 2, **env: str) -> Worker:
-        values = {
-            **self.sink.email_env(),
-            "EMAIL_TIMEOUT": "3",
-            "MLM_DISPATCH_BATCH_SIZE": str(BATCH),
-            "MLM_DISPATCH_PARALLEL": "4",
-            "MLM_DISPATCH_LEASE_SECONDS": str(LEASE),
-            "MLM_DISPATCH_RETRY_SECONDS": "1",
-            **env,
-        }
-        worker = Worker(self.tmp_path / f"worker{len(self.started)}.log", concurrency, **values)
-        self.started.append(worker)
-        worker.wait_ready()
-        return worker
-
-    def logs(self) -> str:
-        return "\n".join(w.log()[-3000:] for w in self.started)
-
-    def stop(self) -> None:
-        for worker in self.started:
-            worker.stop()
-
-
-@pytest.fixture
-def workers(tmp_path, sink) -> Iterator[Workers]:
-    found = Workers(tmp_path, sink)
-    try:
-        yield found
-    finally:
-        found.stop()
 
 
 def _internal_campaign(world, count: int, *, prefix: str = "r") -> Campaign:
