@@ -18,12 +18,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[embedded]'
+# The locked versions (requirements/*.lock, from `make lock`), then the project itself.
+$(VENV)/.installed-run: pyproject.toml requirements/run.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements/run.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml requirements/dev.lock | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r requirements/dev.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run
@@ -54,6 +57,12 @@ bench: $(VENV)/.installed-dev
 		DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 			$(BIN)/python $$b; \
 	done
+
+# Pin the newest versions pyproject.toml's ranges allow: run (`embedded` extra) and dev.
+LOCK := $(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links
+lock: $(VENV)/.installed-dev
+	$(LOCK) --upgrade --extra embedded -o requirements/run.lock pyproject.toml
+	$(LOCK) --upgrade --extra dev -o requirements/dev.lock pyproject.toml
 
 clean:
 	rm -rf var
