@@ -128,6 +128,7 @@ def scratch_database_url():
         conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
+@pytest.mark.system  # migrates a database of its own in another process
 def test_production_responses_carry_the_security_headers(tmp_path, scratch_database_url):
     env = production_env(tmp_path, DATABASE_URL=scratch_database_url)
     assert run(["manage.py", "migrate", "--noinput"], env).returncode == 0

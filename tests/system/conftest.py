@@ -3,6 +3,7 @@ sinks."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,6 +87,11 @@ class Workers:
 
     def logs(self) -> str:
         return "\n".join(w.log()[-3000:] for w in self.started)
+
+    def succeeded(self, task: str) -> int:
+        """How many runs of `task` the workers have finished, by their logs."""
+        done = re.compile(rf"Task {re.escape(task)}\[[^\]]+\] succeeded")
+        return sum(len(done.findall(w.log())) for w in self.started)
 
     def stop(self) -> None:
         for worker in self.started:

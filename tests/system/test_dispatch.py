@@ -152,9 +152,13 @@ def test_duplicate_task_messages_send_nothing_twice(world, sink, workers):
     for _ in range(3):
         send_batch.delay(campaign.pk)
     _wait_sent(campaign, workers)
+    done = workers.succeeded("campaigns.tasks.send_batch")
     for _ in range(3):
         send_batch.delay(campaign.pk)
-    time.sleep(3)
+    wait_for(
+        lambda: workers.succeeded("campaigns.tasks.send_batch") >= done + 3,
+        message=f"the duplicate tasks were not run\n{workers.logs()}",
+    )
     assert sink.stats["transactions"] == 100 and len(sink.messages) == 100
     _assert_no_duplicates(sink)
 
@@ -211,7 +215,14 @@ def test_a_refusing_server_pauses_the_campaign_and_resume_sends_each_once(world,
     wait_for(lambda: _status(campaign) == CampaignStatus.PAUSED, timeout=60)
     assert not Delivery.objects.filter(campaign=campaign, status=D.SENT).exists()
     sink.refuse_connections(False)
-    time.sleep(1.5)  # the deferred rows' first retry time
+    wait_for(  # the deferred rows' first retry time
+        lambda: (
+            not Delivery.objects.filter(
+                campaign=campaign, status=D.DEFERRED, next_attempt_at__gt=timezone.now()
+            ).exists()
+        ),
+        interval=0.1,
+    )
     from campaigns.services import campaign_resume
 
     campaign_resume(campaign=Campaign.objects.get(pk=campaign.pk), by=None)
@@ -242,8 +253,11 @@ def test_kill_9_at_half_way_leaves_at_most_the_in_flight_rows_in_doubt(world, si
     dispatch.campaign_start(campaign=campaign)
     sink.wait_for(total // 2, timeout=180)
     _kill_hard(first)
+    killed_at = timezone.now()
     workers.start(concurrency=concurrency)
-    time.sleep(LEASE + 1)
+    # The dead worker's leases run out LEASE seconds after its last claim, the live worker's
+    # later: the sweep as beat runs it then, without waiting for it.
+    dispatch.deliveries_recover(now=killed_at + timedelta(seconds=LEASE))
 
     def beat() -> bool:  # what beat does every MLM_DISPATCH_SWEEP_SECONDS
         dispatch.deliveries_recover()
