@@ -23,7 +23,6 @@ import codecs
 import csv
 import datetime
 import functools
-import hashlib
 import io
 import itertools
 import json
@@ -41,7 +40,7 @@ import email_validator
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 from email_validator.rfc_constants import (
     CASE_INSENSITIVE_MAILBOX_NAMES,
     DOT_ATOM_TEXT,
@@ -49,9 +48,16 @@ from email_validator.rfc_constants import (
 )
 from email_validator.syntax import EmailSyntaxError, validate_email_domain_name
 
-from consent.models import ConsentEvent, Subscription, Suppression, SuppressionReason
+from consent.ledger import Who, record_bulk
+from consent.models import (
+    Action,
+    Channel,
+    Suppression,
+    SuppressionReason,
+)
 from consent.services import carry_case_sensitive_suppressions
-from recipients.addresses import InvalidAddress, address_key, normalise_address
+from mlm.inserts import insert_parts, table
+from recipients.addresses import AddressHasher, InvalidAddress, normalise_address
 from recipients.models import (
     Audience,
     Category,
@@ -596,31 +602,6 @@ def normalise_import_address(raw: str) -> str:
 StagedRow = tuple[int, str, str | None, str, str, str, str, str, str | None, str | None]
 
 
-class AddressHasher:
-    """recipients.addresses.address_hash (of the address in lower case), with the key's HMAC
-    states computed once.
-
-    hmac.digest sets the key up on every call; an import hashes a million addresses, so the
-    inner and outer SHA-256 states are prepared once and copied (RFC 2104, same result).
-    """
-
-    def __init__(self, key: bytes) -> None:
-        if len(key) > 64:
-            key = hashlib.sha256(key).digest()
-        key = key.ljust(64, b"\0")
-        self._inner = hashlib.sha256(key.translate(_IPAD))
-        self._outer = hashlib.sha256(key.translate(_OPAD))
-
-    def __call__(self, normalised: str) -> str:
-        inner = self._inner.copy()
-        inner.update(address_key(normalised).encode())
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()
-
-
-_IPAD = bytes(x ^ 0x36 for x in range(256))
-_OPAD = bytes(x ^ 0x5C for x in range(256))
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
 
@@ -642,7 +623,7 @@ class RowChecker:
         self.default_category = job.default_category or (
             Category.EXTERNAL if self.audience == Audience.EXTERNAL else ""
         )
-        self.hash = AddressHasher(settings.MLM_ADDRESS_HASH_KEY.encode())
+        self.hash = AddressHasher()
         self.limits = (LIMITS[FIRST_NAME], LIMITS[LAST_NAME], LIMITS[LOCALE])
         self._audience_clash: dict[tuple[str, str], bool] = {}
 
@@ -755,10 +736,6 @@ _STAGE_COLUMNS = (
 _COPY_CHUNK = 20_000
 
 
-def _table(model: type[models.Model]) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
-
-
 # A UUIDv7-style code (RFC 9562): the creation millisecond, then 74 random bits. A million new
 # recipients then append to the end of the code index instead of touching random pages all over
 # it, which thrashes PostgreSQL's buffers; the codes stay unguessable.
@@ -767,31 +744,6 @@ _TIME_ORDERED_UUID = (
     "substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) "
     "FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid"
 )
-
-
-def _insert_parts(
-    model: type[models.Model], known: dict[str, str | tuple[str, list[Any]]], now: Any
-) -> tuple[str, str, list[Any]]:
-    """Columns, SELECT expressions and parameters of a raw INSERT … SELECT into `model`.
-
-    `known` gives each column we fill as SQL, or as (SQL, parameters). Any other column (one a
-    later migration adds) gets its model default, so that this statement keeps working.
-    """
-    columns, expressions, params = [], [], []
-    for f in model._meta.concrete_fields:
-        if f.primary_key and f.column not in known:
-            continue
-        columns.append(connection.ops.quote_name(f.column))
-        value = known.get(f.column)
-        if value is None:
-            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-                value = ("%s", [now])
-            else:
-                value = ("%s", [f.get_db_prep_save(f.get_default(), connection)])
-        sql, values = (value, []) if isinstance(value, str) else value
-        expressions.append(sql)
-        params.extend(values)
-    return ", ".join(columns), ", ".join(expressions), params
 
 
 @dataclass
@@ -906,7 +858,7 @@ class ImportRun:
             "WHERE s.problem IS NULL AND s.email_hash = d.email_hash AND s.line <> d.first",
             ["Duplicate of line "],
         )
-        recipients = _table(Recipient)
+        recipients = table(Recipient)
         if mode == ImportMode.OPT_OUT:
             self._execute(
                 f"UPDATE {STAGE} AS s SET problem = %s, kind = 'erased' FROM {recipients} AS r "
@@ -938,7 +890,7 @@ class ImportRun:
         self._execute(
             f"UPDATE {STAGE} AS s SET problem = CASE p.reason {' '.join(reasons)} "
             "ELSE 'Suppressed.' END, kind = 'suppressed' "
-            f"FROM {_table(Suppression)} AS p WHERE s.problem IS NULL "
+            f"FROM {table(Suppression)} AS p WHERE s.problem IS NULL "
             "AND p.email_hash = s.email_hash AND (p.unit_id = %s OR p.unit_id IS NULL)",
             [*params, self.unit_id],
         )
@@ -1066,7 +1018,7 @@ class ImportRun:
         """Lock the unit's recipients named in the file (in id order, so that two imports
         cannot deadlock) and note their ids: nobody else writes their consent until we commit."""
         select = (
-            f"SELECT r.id FROM {_table(Recipient)} AS r JOIN {STAGE} AS s "
+            f"SELECT r.id FROM {table(Recipient)} AS r JOIN {STAGE} AS s "
             "ON r.unit_id = %s AND r.email_hash = s.email_hash WHERE s.problem IS NULL"
         )
         sql = (
@@ -1087,7 +1039,7 @@ class ImportRun:
         changed = " OR ".join(f"r.{c} IS DISTINCT FROM {e}" for c, e in new.items())
         assignments = ", ".join(f"{c} = {e}" for c, e in new.items())
         self.counts.updated_count = self._execute(
-            f"UPDATE {_table(Recipient)} AS r SET {assignments}, updated_at = %s "
+            f"UPDATE {table(Recipient)} AS r SET {assignments}, updated_at = %s "
             f"FROM {STAGE} AS s WHERE r.unit_id = %s AND r.email_hash = s.email_hash "
             f"AND s.problem IS NULL AND ({changed})",
             [self.now, self.unit_id],
@@ -1095,8 +1047,8 @@ class ImportRun:
 
     def _create_new(self) -> None:
         """Create the recipients the unit does not have yet; they grant nothing by themselves."""
-        recipients = _table(Recipient)
-        columns, expressions, params = _insert_parts(
+        recipients = table(Recipient)
+        columns, expressions, params = insert_parts(
             Recipient,
             {
                 "code": _TIME_ORDERED_UUID,
@@ -1138,13 +1090,13 @@ class ImportRun:
             )
         self._execute(f"ANALYZE {IDS}")
 
-    def _count(self, table: str) -> int:
+    def _count(self, name: str) -> int:
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT count(*) FROM {table}")
+            cursor.execute(f"SELECT count(*) FROM {name}")
             return cursor.fetchone()[0]
 
     def _add_to_list(self) -> int:
-        columns, expressions, params = _insert_parts(
+        columns, expressions, params = insert_parts(
             ListMembership,
             {
                 "recipient_list_id": ("%s", [self.list_id]),
@@ -1154,7 +1106,7 @@ class ImportRun:
             self.now,
         )
         insert = (
-            f"INSERT INTO {_table(ListMembership)} ({columns}) SELECT {expressions} FROM {IDS} AS i"
+            f"INSERT INTO {table(ListMembership)} ({columns}) SELECT {expressions} FROM {IDS} AS i"
         )
         # New recipients cannot be on the list yet: a plain insert, cheaper than an upsert.
         conflict = "ON CONFLICT (recipient_list_id, recipient_id) DO NOTHING"
@@ -1173,58 +1125,15 @@ class ImportRun:
     ) -> int:
         """One consent event per (recipient, DM type) and the subscription row it makes current
         — what consent.services.grant / withdraw write, for every recipient at once."""
-        if not dm_types:
-            return 0
-        events, subscriptions = _table(ConsentEvent), _table(Subscription)
-        pairs = " UNION ALL ".join(["SELECT %s AS dm_type_id, %s AS notice_id"] * len(dm_types))
-        pair_params = [value for pair in dm_types for value in pair]
-        ev_columns, ev_expressions, ev_params = _insert_parts(
-            ConsentEvent,
-            {
-                "unit_id": ("%s", [self.unit_id]),
-                "recipient_id": "i.recipient_id",
-                "dm_type_id": "d.dm_type_id",
-                "action": ("%s", [action]),
-                "channel": ("%s", ["import"]),
-                "evidence": ("%s", [evidence]),
-                # A grant names the notice version agreed to; a withdrawal needs none.
-                "notice_id": "d.notice_id" if action == "grant" else "NULL",
-                "actor_id": ("%s", [actor_id]),
-                "actor_label": ("%s", [actor_label]),
-                "ip_address": "NULL",
-                "user_agent": "''",
-                "campaign_code": "NULL",
-                "created_at": ("%s", [self.now]),
-            },
-            self.now,
-        )
-        source = f"SELECT {ev_expressions} FROM {IDS} AS i CROSS JOIN ({pairs}) AS d"
-        sub_columns, sub_expressions, sub_params = _insert_parts(
-            Subscription,
-            {
-                "unit_id": ("%s", [self.unit_id]),
-                "recipient_id": "e.recipient_id",
-                "dm_type_id": "e.dm_type_id",
-                "state": ("%s", ["granted" if action == "grant" else "withdrawn"]),
-                "event_id": "e.id",
-                "updated_at": ("%s", [self.now]),
-            },
-            self.now,
-        )
-        upsert = (
-            "ON CONFLICT (recipient_id, dm_type_id) WHERE dm_type_id IS NOT NULL DO UPDATE SET "
-            "state = excluded.state, event_id = excluded.event_id, updated_at = excluded.updated_at"
-        )
-        # New recipients have no subscription row yet: a plain insert; the others upsert.
-        return sum(
-            self._execute(
-                f"WITH e AS (INSERT INTO {events} ({ev_columns}) {source} WHERE {where} "
-                "RETURNING id, recipient_id, dm_type_id) "
-                f"INSERT INTO {subscriptions} ({sub_columns}) SELECT {sub_expressions} "
-                f"FROM e {conflict}",
-                [*ev_params, *pair_params, *sub_params],
-            )
-            for where, conflict in (("i.created", ""), ("NOT i.created", upsert))
+        return record_bulk(
+            unit_id=self.unit_id,
+            recipients=IDS,
+            action=Action(action),
+            dm_types=dm_types,
+            channel=Channel.IMPORT,
+            evidence=evidence,
+            who=Who(actor_id=actor_id, actor_label=actor_label),
+            now=self.now,
         )
 
     def _remove_leavers(self) -> int:
@@ -1232,9 +1141,9 @@ class ImportRun:
 
         People whose address is in the file but suppressed stay: they have not left.
         """
-        recipients = _table(Recipient)
+        recipients = table(Recipient)
         return self._execute(
-            f"DELETE FROM {_table(ListMembership)} WHERE recipient_list_id = %s "
+            f"DELETE FROM {table(ListMembership)} WHERE recipient_list_id = %s "
             f"AND recipient_id NOT IN (SELECT recipient_id FROM {IDS}) "
             f"AND recipient_id NOT IN (SELECT r.id FROM {recipients} AS r JOIN {STAGE} AS s "
             "ON r.unit_id = %s AND r.email_hash = s.email_hash WHERE s.kind = 'suppressed')",
