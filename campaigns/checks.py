@@ -91,172 +91,215 @@ def banned_word_findings(campaign: Campaign, parts: MailParts) -> list[str]:
     ]
 
 
+def _result(key: str, label: str, ok: bool, message: str = "", findings=None) -> CheckResult:
+    return CheckResult(key, label, ok, "" if ok else message, findings or [])
+
+
 def run_checks(campaign: Campaign) -> CheckReport:
     """Every content check on the campaign, rendered for a sample recipient of its lists."""
     from campaigns.selectors import sample_recipient
 
-    results: list[CheckResult] = []
     recipient = sample_recipient(campaign)
     sample_label = recipient.email if recipient else "a sample recipient (the lists are empty)"
+    results = _audience_checks(campaign)
+    template_result, parts = _render_sample(campaign, recipient, sample_label)
+    results.append(template_result)
+    subject = parts.subject if parts else " ".join(campaign.subject.split())
+    results += _subject_checks(subject)
+    if parts is None:
+        results += [
+            _result(key, label, False, "Fix the template errors first; this check needs a render.")
+            for key, label in _RENDERED_CHECKS
+        ]
+        return CheckReport(results, sample_label, None)
+    document = _document(parts.html)
+    text = _text_of(parts.html)
+    results += _link_checks(document)
+    results += _footer_checks(campaign, text)
+    results += _size_and_image_checks(parts.html, document)
+    results.append(_banned_words_check(campaign, parts))
+    return CheckReport(results, sample_label, parts)
 
-    def add(key: str, label: str, ok: bool, message: str = "", findings=None) -> None:
-        results.append(CheckResult(key, label, ok, "" if ok else message, findings or []))
 
-    # Lists and audience (I3), identity.
+# The checks that read the rendered mail, in the order they are shown.
+_RENDERED_CHECKS = (
+    ("unsubscribe_link", "The body or layout contains the unsubscribe link"),
+    ("preferences_link", "The mail links to the preference centre"),
+    ("footer_address", "The footer has the unit's postal address"),
+    ("footer_statement", "The footer says how to unsubscribe, in English and Chinese"),
+    ("size", "The mail is under 102 KB"),
+    ("images_alt", "Images have alt text"),
+    ("links_https", "Links are absolute https"),
+    ("banned_words", "No banned words, or each one acknowledged"),
+)
+
+
+def _audience_checks(campaign: Campaign) -> list[CheckResult]:
+    """Lists of the campaign's audience (I3) and a From identity of its unit."""
     lists = list(campaign.lists.all())
     wrong = [rl.name for rl in lists if rl.audience != campaign.audience]
     segment = campaign.segment
     if segment is not None:
         wrong += [segment.name] if segment.audience != campaign.audience else []
-    add(
-        "lists",
-        "Lists of the campaign's audience",
-        bool(lists or segment) and not wrong,
-        "Choose at least one list or a segment."
-        if not (lists or segment)
-        else f"These lists are of the other audience: {', '.join(wrong)}.",
-    )
-    add(
-        "identity",
-        "The From identity belongs to the unit",
-        campaign.identity.unit_id == campaign.unit_id,
-        "Choose one of your unit's sender identities as From.",
-    )
+    return [
+        _result(
+            "lists",
+            "Lists of the campaign's audience",
+            bool(lists or segment) and not wrong,
+            "Choose at least one list or a segment."
+            if not (lists or segment)
+            else f"These lists are of the other audience: {', '.join(wrong)}.",
+        ),
+        _result(
+            "identity",
+            "The From identity belongs to the unit",
+            campaign.identity.unit_id == campaign.unit_id,
+            "Choose one of your unit's sender identities as From.",
+        ),
+    ]
 
-    # Templates render with strict undefined.
-    strict_parts = None
+
+def _render_sample(campaign: Campaign, recipient, sample_label: str):
+    """The templates' check (strict undefined) and the parts to check the rest on: the strict
+    render, else a lenient one, else None when the templates cannot render at all."""
+    label = "Every template renders for a sample recipient"
     try:
         mailer = CampaignMailer(campaign, strict=True)
-        strict_parts = mailer.render(mailer.sample_variables(recipient))
-        add("templates", "Every template renders for a sample recipient", True)
+        return _result("templates", label, True), mailer.render(mailer.sample_variables(recipient))
     except RenderError as error:
         hint = ""
         if "undefined" in error.detail:
             hint = ' Check the spelling, or give a fallback: {{ first_name|default("friend") }}.'
-        add(
-            "templates",
-            "Every template renders for a sample recipient",
-            False,
-            f"The {error} (rendering for {sample_label}).{hint}",
+        failed = _result(
+            "templates", label, False, f"The {error} (rendering for {sample_label}).{hint}"
         )
-    parts = strict_parts
-    if parts is None:
-        try:
-            mailer = CampaignMailer(campaign, strict=False)
-            parts = mailer.render(mailer.sample_variables(recipient))
-        except RenderError:
-            parts = None
+    try:
+        mailer = CampaignMailer(campaign, strict=False)
+        return failed, mailer.render(mailer.sample_variables(recipient))
+    except RenderError:
+        return failed, None
 
-    # Subject.
-    subject = parts.subject if parts else " ".join(campaign.subject.split())
-    add("subject_present", "A subject is present", bool(subject), "Write a subject.")
-    add(
-        "subject_length",
-        f"The subject is under {SUBJECT_MAX} characters",
-        len(subject) < SUBJECT_MAX,
-        f"The subject has {len(subject)} characters: shorten it to under {SUBJECT_MAX}.",
-    )
+
+def _subject_checks(subject: str) -> list[CheckResult]:
+    """A subject, short enough, that does not pretend to be a reply or a forward."""
     pretends = bool(REPLY_OR_FORWARD.search(subject) or REPLY_OR_FORWARD_CJK.search(subject))
-    add(
-        "subject_honest",
-        "The subject does not pretend to be a reply or a forward",
-        not pretends,
-        "Remove the RE:/FW:/回覆/转发 prefix: a marketing mail must not look like a reply "
-        "or a forward.",
-    )
+    return [
+        _result("subject_present", "A subject is present", bool(subject), "Write a subject."),
+        _result(
+            "subject_length",
+            f"The subject is under {SUBJECT_MAX} characters",
+            len(subject) < SUBJECT_MAX,
+            f"The subject has {len(subject)} characters: shorten it to under {SUBJECT_MAX}.",
+        ),
+        _result(
+            "subject_honest",
+            "The subject does not pretend to be a reply or a forward",
+            not pretends,
+            "Remove the RE:/FW:/回覆/转发 prefix: a marketing mail must not look like a reply "
+            "or a forward.",
+        ),
+    ]
 
-    if parts is None:
-        for key, label in (
-            ("unsubscribe_link", "The body or layout contains the unsubscribe link"),
-            ("preferences_link", "The mail links to the preference centre"),
-            ("footer_address", "The footer has the unit's postal address"),
-            ("footer_statement", "The footer says how to unsubscribe, in English and Chinese"),
-            ("size", "The mail is under 102 KB"),
-            ("images_alt", "Images have alt text"),
-            ("links_https", "Links are absolute https"),
-            ("banned_words", "No banned words, or each one acknowledged"),
-        ):
-            add(key, label, False, "Fix the template errors first; this check needs a render.")
-        return CheckReport(results, sample_label, None)
 
-    document = _document(parts.html)
+def _hrefs(document) -> list[str]:
     anchors = [] if document is None else document.xpath("//a[@href]")
-    hrefs = [a.get("href", "").strip() for a in anchors]
-    add(
-        "unsubscribe_link",
-        "The body or layout contains the unsubscribe link",
-        SAMPLE_UNSUBSCRIBE_URL in hrefs,
-        'Add a link to {{ unsubscribe_url }}, e.g. <a href="{{ unsubscribe_url }}">Unsubscribe'
-        "</a>, in the layout's footer or the body.",
-    )
-    add(
-        "preferences_link",
-        "The mail links to the preference centre",
-        SAMPLE_PREFERENCES_URL in hrefs,
-        'Add a link to {{ preferences_url }}, e.g. <a href="{{ preferences_url }}">Choose what '
-        "you receive</a>.",
-    )
-    text = _text_of(parts.html)
+    return [a.get("href", "").strip() for a in anchors]
+
+
+def _link_checks(document) -> list[CheckResult]:
+    """Links to the unsubscribe page and the preference centre."""
+    hrefs = _hrefs(document)
+    return [
+        _result(
+            "unsubscribe_link",
+            "The body or layout contains the unsubscribe link",
+            SAMPLE_UNSUBSCRIBE_URL in hrefs,
+            'Add a link to {{ unsubscribe_url }}, e.g. <a href="{{ unsubscribe_url }}">Unsubscribe'
+            "</a>, in the layout's footer or the body.",
+        ),
+        _result(
+            "preferences_link",
+            "The mail links to the preference centre",
+            SAMPLE_PREFERENCES_URL in hrefs,
+            'Add a link to {{ preferences_url }}, e.g. <a href="{{ preferences_url }}">Choose what '
+            "you receive</a>.",
+        ),
+    ]
+
+
+def _footer_checks(campaign: Campaign, text: str) -> list[CheckResult]:
+    """The unit's postal address and the unsubscribe statement in English and Chinese."""
     address_lines = [
         " ".join(line.split()) for line in campaign.unit.postal_address.splitlines() if line.strip()
     ]
     missing = [line for line in address_lines if line not in text]
-    add(
-        "footer_address",
-        "The footer has the unit's postal address",
-        bool(address_lines) and not missing,
-        "Put the unit's postal address in the footer, e.g. {{ unit.postal_address }} "
-        f"(missing: {'; '.join(missing) or 'the unit has no postal address'}).",
-    )
     english, chinese = UNSUBSCRIBE_EN.search(text), UNSUBSCRIBE_ZH.search(text)
     lacking = [lang for lang, found in (("English", english), ("Chinese", chinese)) if not found]
-    add(
-        "footer_statement",
-        "The footer says how to unsubscribe, in English and Chinese",
-        not lacking,
-        "Hong Kong's UEMO regulation wants the unsubscribe statement in English and Chinese; "
-        f"add it in {' and '.join(lacking)} (e.g. 'unsubscribe' and '取消訂閱').",
-    )
-    size = len(parts.html.encode("utf-8"))
-    add(
-        "size",
-        "The mail is under 102 KB",
-        size < SIZE_LIMIT,
-        f"The HTML is {size / 1024:.0f} KB; Gmail clips mail over 102 KB and hides the "
-        "footer with the unsubscribe link. Shorten it or link to a web page.",
-    )
+    return [
+        _result(
+            "footer_address",
+            "The footer has the unit's postal address",
+            bool(address_lines) and not missing,
+            "Put the unit's postal address in the footer, e.g. {{ unit.postal_address }} "
+            f"(missing: {'; '.join(missing) or 'the unit has no postal address'}).",
+        ),
+        _result(
+            "footer_statement",
+            "The footer says how to unsubscribe, in English and Chinese",
+            not lacking,
+            "Hong Kong's UEMO regulation wants the unsubscribe statement in English and Chinese; "
+            f"add it in {' and '.join(lacking)} (e.g. 'unsubscribe' and '取消訂閱').",
+        ),
+    ]
+
+
+def _size_and_image_checks(html: str, document) -> list[CheckResult]:
+    """Under Gmail's clipping size, images described, links and images absolute https."""
+    size = len(html.encode("utf-8"))
     images = [] if document is None else document.xpath("//img")
     no_alt = [img.get("src", "(no src)") for img in images if not (img.get("alt") or "").strip()]
-    add(
-        "images_alt",
-        "Images have alt text",
-        not no_alt,
-        f"Describe each image in its alt attribute: {', '.join(no_alt[:5])}.",
-        [{"src": src} for src in no_alt],
-    )
     allowed = ("https://", "mailto:", "tel:")
-    bad_links = [h for h in hrefs if not h.lower().startswith(allowed)]
+    bad_links = [h for h in _hrefs(document) if not h.lower().startswith(allowed)]
     bad_images = [
         img.get("src", "")
         for img in images
         if not img.get("src", "").lower().startswith("https://")
     ]
     bad = bad_links + bad_images
-    add(
-        "links_https",
-        "Links are absolute https",
-        not bad,
-        f"Use absolute https:// addresses for links and images: {', '.join(bad[:5])}.",
-        [{"url": url} for url in bad],
-    )
+    return [
+        _result(
+            "size",
+            "The mail is under 102 KB",
+            size < SIZE_LIMIT,
+            f"The HTML is {size / 1024:.0f} KB; Gmail clips mail over 102 KB and hides the "
+            "footer with the unsubscribe link. Shorten it or link to a web page.",
+        ),
+        _result(
+            "images_alt",
+            "Images have alt text",
+            not no_alt,
+            f"Describe each image in its alt attribute: {', '.join(no_alt[:5])}.",
+            [{"src": src} for src in no_alt],
+        ),
+        _result(
+            "links_https",
+            "Links are absolute https",
+            not bad,
+            f"Use absolute https:// addresses for links and images: {', '.join(bad[:5])}.",
+            [{"url": url} for url in bad],
+        ),
+    ]
+
+
+def _banned_words_check(campaign: Campaign, parts: MailParts) -> CheckResult:
+    """The unit's banned words, each removed or acknowledged with a reason."""
     found = banned_word_findings(campaign, parts)
     acknowledged = campaign.acknowledgements or {}
     open_words = [w for w in found if not (acknowledged.get(w) or {}).get("reason")]
-    add(
+    return _result(
         "banned_words",
         "No banned words, or each one acknowledged",
         not open_words,
         f"Remove or acknowledge with a reason: {', '.join(open_words)}.",
         [{"word": w, "acknowledged": acknowledged.get(w, {}).get("reason", "")} for w in found],
     )
-    return CheckReport(results, sample_label, parts)

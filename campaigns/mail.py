@@ -25,7 +25,6 @@ from recipients.models import Recipient
 # recipient's unsubscribe link (an editor clicking it would withdraw that person's consent).
 SAMPLE_UNSUBSCRIBE_URL = "https://example.invalid/unsubscribe/sample-link"
 SAMPLE_PREFERENCES_URL = "https://example.invalid/preferences/sample-link"
-SAMPLE_ONE_CLICK_URL = "https://example.invalid/one-click/sample-link"
 SAMPLE_RECIPIENT = {
     "first_name": "Chris",
     "last_name": "Chan",
@@ -119,16 +118,15 @@ class LinkMaker:
 
 @dataclass
 class BuiltMail:
-    """One recipient's mail: the message to hand to a backend, and its parts and links."""
+    """A test mail: the message to hand to a backend, and its parts."""
 
     message: EmailMultiAlternatives
     parts: MailParts
-    links: Links | None
     message_id: str
 
 
 class CampaignMailer:
-    """A campaign compiled once; `build(recipient)` assembles one recipient's message."""
+    """A campaign compiled once; `recipient_parts(recipient)` renders one recipient's mail."""
 
     def __init__(self, campaign: Campaign, *, strict: bool = False) -> None:
         self.campaign = campaign
@@ -204,8 +202,8 @@ class CampaignMailer:
         message.mlm_campaign_id = self.campaign_id
         return message, message_id
 
-    def build(self, recipient: Recipient) -> BuiltMail:
-        """The mail of one recipient, with its real links (dispatch adds List-Unsubscribe)."""
+    def recipient_parts(self, recipient: Recipient) -> tuple[MailParts, Links]:
+        """One recipient's rendered mail, in their language, with their real links."""
         links = self.link_maker().links(recipient)
         variables = {
             **self.shared_for(recipient),
@@ -213,11 +211,7 @@ class CampaignMailer:
             "unsubscribe_url": links.unsubscribe,
             "preferences_url": links.preferences,
         }
-        parts = self.compiled.render(variables)
-        name = recipient.full_name
-        to = formataddr((name, recipient.email)) if name else recipient.email
-        message, message_id = self._message(parts, to=to, subject=parts.subject)
-        return BuiltMail(message, parts, links, message_id)
+        return self.compiled.render(variables), links
 
     def build_test(self, *, to: str, recipient: Recipient | None = None) -> BuiltMail:
         """A test mail to an editor: [TEST] subject, personalised as `recipient` (or the sample)
@@ -228,7 +222,7 @@ class CampaignMailer:
         if recipient is not None:
             # Kept by the Outbox, it shows the person's data: their erasure must find it (I9).
             message.mlm_about_hash = recipient.email_hash
-        return BuiltMail(message, parts, None, message_id)
+        return BuiltMail(message, parts, message_id)
 
 
 class CampaignMessages:
@@ -276,14 +270,7 @@ class CampaignMessages:
 
     def build(self, recipient: Recipient, *, delivery_id: int, message_id: str = ""):
         """The `PrebuiltEmailMessage` of one delivery (raises RenderError, HeaderInjection)."""
-        links = self.mailer.link_maker().links(recipient)
-        variables = {
-            **self.mailer.shared_for(recipient),
-            **recipient_variables(recipient),
-            "unsubscribe_url": links.unsubscribe,
-            "preferences_url": links.preferences,
-        }
-        parts = self.mailer.compiled.render(variables)
+        parts, links = self.mailer.recipient_parts(recipient)
         built = self.builder.build(
             to_addr=recipient.email,
             # One line: a line break in recipient data must not start a new header.

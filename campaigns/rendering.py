@@ -99,131 +99,159 @@ class _Scan:
     dynamic: str | None  # why the inline result could depend on the recipient
 
 
+class _Scanner:
+    """Walks the literal HTML between a template's Jinja constructs, as an HTML parser would:
+    where each construct stands, and whether the blocks keep the elements balanced."""
+
+    def __init__(self) -> None:
+        self.dynamic: str | None = None  # why the inline result could depend on the recipient
+        self.state = "data"  # data | tag | comment | raw
+        self.tag = ""
+        self.closing = False
+        self.self_closed = False
+        self.quote = ""
+        self.attr = ""
+        self.value_attr = ""
+        self.raw_tag = ""
+        self.stack: list[str] = []  # open elements
+        self.regions: list[int] = []  # the stack's depth where each open block began
+        self._steps = {
+            "data": self._data,
+            "comment": self._comment,
+            "raw": self._raw,
+            "tag": self._tag,
+        }
+
+    def unbalanced(self, reason: str) -> None:
+        self.dynamic = self.dynamic or reason
+
+    def read(self, literal: str) -> None:
+        """Advance over literal HTML; each step answers where the next one starts."""
+        i = 0
+        while i < len(literal):
+            i = self._steps[self.state](literal, i)
+
+    def _data(self, literal: str, i: int) -> int:
+        if literal.startswith("<!--", i):
+            self.state = "comment"
+            return i + 4
+        if (
+            literal[i] == "<"
+            and i + 1 < len(literal)
+            and (literal[i + 1].isalpha() or literal[i + 1] == "/")
+        ):
+            self.closing = literal[i + 1] == "/"
+            j = i + (2 if self.closing else 1)
+            k = j
+            while k < len(literal) and (literal[k].isalnum() or literal[k] in "-:"):
+                k += 1
+            self.tag, self.state = literal[j:k], "tag"
+            self.quote = self.attr = self.value_attr = ""
+            self.self_closed = False
+            return k
+        return i + 1
+
+    def _comment(self, literal: str, i: int) -> int:
+        if literal.startswith("-->", i):
+            self.state = "data"
+            return i + 3
+        return i + 1
+
+    def _raw(self, literal: str, i: int) -> int:
+        if literal[i:].lower().startswith(f"</{self.raw_tag}"):
+            self.state = "data"  # the closing tag is read as data
+            return i
+        return i + 1
+
+    def _tag(self, literal: str, i: int) -> int:
+        ch = literal[i]
+        if self.quote:
+            if ch == self.quote:
+                self.quote, self.value_attr = "", ""
+        elif ch in "\"'":
+            self.quote, self.value_attr = ch, self.attr
+        elif ch == ">":
+            self.self_closed = i > 0 and literal[i - 1] == "/"
+            self._end_tag()
+        elif not (ch == "=" or ch.isspace()):
+            k = i
+            while k < len(literal) and not (literal[k].isspace() or literal[k] in "=>/\"'"):
+                k += 1
+            if k > i:
+                self.attr = literal[i:k].lower()
+                return k
+        return i + 1
+
+    def _end_tag(self) -> None:
+        name = self.tag.lower()
+        if self.closing:
+            if name in self.stack:
+                while self.stack:
+                    top = self.stack.pop()
+                    if self.regions and len(self.stack) < self.regions[-1]:
+                        self.unbalanced("a template block closes an element it did not open")
+                    if top == name:
+                        break
+        elif name and name not in _VOID and not self.self_closed:
+            if name in _RAWTEXT:
+                self.state, self.raw_tag = "raw", name
+                return
+            self.stack.append(name)
+        self.state = "data"
+
+    def place(self, text: str) -> _Construct:
+        """The construct `text` where the HTML stands now."""
+        where = self._where()
+        if text.startswith("{%") and where == "data":
+            self._track_block(text)
+        if "|safe" in text.replace(" ", "") and text.startswith("{{"):
+            self.unbalanced("a value is marked safe and may carry HTML")
+        return _Construct(text, where)
+
+    def _where(self) -> str:
+        if self.state == "tag":
+            if not self.quote:
+                self.unbalanced("a template tag stands between HTML attributes")
+                return "tag"
+            if self.value_attr in _DYNAMIC_ATTRIBUTES:
+                self.unbalanced(f"a template tag is in a {self.value_attr} attribute")
+            return "attr"
+        if self.state == "raw":
+            if self.raw_tag == "style":
+                self.unbalanced("a template tag is inside <style>")
+                return "style"
+            return "rcdata"
+        return self.state  # data or comment
+
+    def _track_block(self, text: str) -> None:
+        """A block opened, continued or closed in content: the elements must match its ends."""
+        keyword = (_KEYWORD.match(text) or [None, ""])[1]
+        is_block_set = keyword == "set" and "=" not in text
+        if keyword in _OPENERS and (keyword != "set" or is_block_set):
+            self.regions.append(len(self.stack))
+        elif self.regions and (keyword in _MIDDLES or keyword.startswith("end")):
+            closes = keyword.startswith("end") and keyword != "endraw"
+            depth = self.regions.pop() if closes else self.regions[-1]
+            if len(self.stack) != depth:
+                self.unbalanced("a template block leaves an element open")
+
+
 def _scan(source: str) -> _Scan:
     """Split a template into literal HTML and Jinja constructs, noting where each construct
     stands in the HTML and whether the blocks keep the elements balanced."""
+    scanner = _Scanner()
     pieces: list[str | int] = []
     constructs: list[_Construct] = []
-    dynamic: str | None = None
-    state = "data"  # data | tag | comment | raw
-    tag = ""
-    closing = False
-    quote = ""
-    attr = ""
-    value_attr = ""
-    raw_tag = ""
-    stack: list[str] = []
-    regions: list[int] = []
-
-    def unbalanced(reason: str) -> None:
-        nonlocal dynamic
-        dynamic = dynamic or reason
-
-    def end_tag() -> None:
-        nonlocal state, raw_tag
-        name = tag.lower()
-        if closing:
-            if name in stack:
-                while stack:
-                    top = stack.pop()
-                    if regions and len(stack) < regions[-1]:
-                        unbalanced("a template block closes an element it did not open")
-                    if top == name:
-                        break
-        elif name and name not in _VOID and not tag_self_closed:
-            if name in _RAWTEXT:
-                state, raw_tag = "raw", name
-                return
-            stack.append(name)
-        state = "data"
-
     position = 0
-    tag_self_closed = False
     for match in JINJA_CONSTRUCT.finditer(source):
         literal = source[position : match.start()]
-        i = 0
-        while i < len(literal):
-            ch = literal[i]
-            if state == "data":
-                if literal.startswith("<!--", i):
-                    state, i = "comment", i + 4
-                    continue
-                if (
-                    ch == "<"
-                    and i + 1 < len(literal)
-                    and (literal[i + 1].isalpha() or literal[i + 1] == "/")
-                ):
-                    closing = literal[i + 1] == "/"
-                    j = i + (2 if closing else 1)
-                    k = j
-                    while k < len(literal) and (literal[k].isalnum() or literal[k] in "-:"):
-                        k += 1
-                    tag, state, quote, attr, value_attr = literal[j:k], "tag", "", "", ""
-                    tag_self_closed = False
-                    i = k
-                    continue
-            elif state == "comment":
-                if literal.startswith("-->", i):
-                    state, i = "data", i + 3
-                    continue
-            elif state == "raw":
-                if literal[i:].lower().startswith(f"</{raw_tag}"):
-                    state = "data"
-                    continue
-            elif state == "tag":
-                if quote:
-                    if ch == quote:
-                        quote, value_attr = "", ""
-                elif ch in "\"'":
-                    quote, value_attr = ch, attr
-                elif ch == ">":
-                    tag_self_closed = i > 0 and literal[i - 1] == "/"
-                    end_tag()
-                elif ch == "=" or ch.isspace():
-                    pass
-                else:
-                    k = i
-                    while k < len(literal) and not (literal[k].isspace() or literal[k] in "=>/\"'"):
-                        k += 1
-                    if k > i:
-                        attr = literal[i:k].lower()
-                        i = k
-                        continue
-            i += 1
+        scanner.read(literal)
         pieces.append(literal)
-        text = match.group(0)
-        if state == "tag":
-            where = "attr" if quote else "tag"
-            if not quote:
-                unbalanced("a template tag stands between HTML attributes")
-            elif value_attr in _DYNAMIC_ATTRIBUTES:
-                unbalanced(f"a template tag is in a {value_attr} attribute")
-        elif state == "raw":
-            where = "style" if raw_tag == "style" else "rcdata"
-            if raw_tag == "style":
-                unbalanced("a template tag is inside <style>")
-        elif state == "comment":
-            where = "comment"
-        else:
-            where = "data"
-        if text.startswith("{%") and where in {"data", "attr", "rcdata", "comment"}:
-            keyword = (_KEYWORD.match(text) or [None, ""])[1]
-            is_block_set = keyword == "set" and "=" not in text
-            if where == "data":
-                if keyword in _OPENERS and (keyword != "set" or is_block_set):
-                    regions.append(len(stack))
-                elif regions and (keyword in _MIDDLES or keyword.startswith("end")):
-                    closes = keyword.startswith("end") and keyword != "endraw"
-                    depth = regions.pop() if closes else regions[-1]
-                    if len(stack) != depth:
-                        unbalanced("a template block leaves an element open")
-        if "|safe" in text.replace(" ", "") and text.startswith("{{"):
-            unbalanced("a value is marked safe and may carry HTML")
-        constructs.append(_Construct(text, where))
+        constructs.append(scanner.place(match.group(0)))
         pieces.append(len(constructs) - 1)
         position = match.end()
     pieces.append(source[position:])
-    return _Scan(pieces, constructs, dynamic)
+    return _Scan(pieces, constructs, scanner.dynamic)
 
 
 def _marker(index: int) -> str:

@@ -211,10 +211,6 @@ class AudienceSummary:
         labels = dict(SkipReason.choices)
         return [(labels[k], n) for k, n in self.skipped.items() if n]
 
-    @property
-    def skipped_total(self) -> int:
-        return sum(self.skipped.values())
-
 
 def audience_summary(campaign: Campaign) -> AudienceSummary:
     """Sendable and skipped-by-reason counts for the campaign's lists, now.

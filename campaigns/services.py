@@ -510,18 +510,6 @@ def _reopen_fields() -> dict[str, Any]:
     }
 
 
-CONTENT_FIELDS = (
-    "name",
-    "identity",
-    "reply_to",
-    "subject",
-    "body_format",
-    "html_body",
-    "text_body",
-    "layout",
-)
-
-
 @transaction.atomic
 def campaign_update(
     *,

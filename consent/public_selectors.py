@@ -56,17 +56,9 @@ _LEAN_LOOKUP = """
 """
 
 
-def public_target_lean(token: str) -> PublicTarget | None:
-    """Like `public_target`, for acting only: instances carry their ids and codes, and load any
-    other field from the database if it is ever read."""
-    data = read_recipient_token(token)
-    if data is None:
-        return None
-    return public_target_lean_for(data)
-
-
 def public_target_lean_for(data: TokenData) -> PublicTarget | None:
-    """`public_target_lean` for a token already read."""
+    """Like `public_target`, for acting only, from a token already read: instances carry their
+    ids and codes, and load any other field from the database if it is ever read."""
     sql = _LEAN_LOOKUP.format(recipient=Recipient._meta.db_table, dm_type=DMType._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(sql, [data.dm_type_code, data.recipient_code, RecipientStatus.ERASED])

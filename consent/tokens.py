@@ -55,16 +55,6 @@ class TokenData:
     campaign_code: UUID | None = None
 
 
-@dataclass(frozen=True)
-class RecipientLinks:
-    """The three absolute links of one recipient for one mail (one token, computed once)."""
-
-    token: str
-    unsubscribe: str
-    one_click: str
-    preferences: str
-
-
 def _keys() -> list[str]:
     return [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
 
@@ -157,46 +147,6 @@ def read_subscription_token(token: str) -> UUID | None:
 
 def _absolute(name: str, token: str) -> str:
     return settings.SITE_URL + reverse(name, kwargs={"token": token})
-
-
-def recipient_links(
-    *, recipient: object, dm_type: object | None = None, campaign_code: object | None = None
-) -> RecipientLinks:
-    """All three links of a mail for one recipient, signing once (for dispatch)."""
-    token = make_recipient_token(recipient=recipient, dm_type=dm_type, campaign_code=campaign_code)
-    return RecipientLinks(
-        token=token,
-        unsubscribe=_absolute("public_unsubscribe", token),
-        one_click=_absolute("public_one_click", token),
-        preferences=_absolute("public_preferences", token),
-    )
-
-
-def unsubscribe_url(
-    *, recipient: object, dm_type: object | None = None, campaign_code: object | None = None
-) -> str:
-    """The visible unsubscribe link of a mail's footer (absolute, from SITE_URL)."""
-    return recipient_links(
-        recipient=recipient, dm_type=dm_type, campaign_code=campaign_code
-    ).unsubscribe
-
-
-def one_click_url(
-    *, recipient: object, dm_type: object | None = None, campaign_code: object | None = None
-) -> str:
-    """The RFC 8058 URL for the List-Unsubscribe header (absolute, from SITE_URL)."""
-    return recipient_links(
-        recipient=recipient, dm_type=dm_type, campaign_code=campaign_code
-    ).one_click
-
-
-def preferences_url(
-    *, recipient: object, dm_type: object | None = None, campaign_code: object | None = None
-) -> str:
-    """The preference centre link of a mail (absolute, from SITE_URL)."""
-    return recipient_links(
-        recipient=recipient, dm_type=dm_type, campaign_code=campaign_code
-    ).preferences
 
 
 def subscription_confirm_url(*, request_code: UUID) -> str:

@@ -11,7 +11,8 @@
   the slot for as long as anyone keeps the key alive.
 
 Both run as Lua scripts (atomic in Redis) and read Redis's clock (`TIME`), so workers on
-machines whose clocks disagree still share one rate. Keys expire when idle.
+machines whose clocks disagree still share one rate. Keys expire when idle. A `clock` given to
+either (seconds, e.g. a test's clock it moves by hand) replaces Redis's.
 """
 
 from __future__ import annotations
@@ -28,10 +29,14 @@ from django.conf import settings
 PREFIX = "mlm:throttle:"
 
 _BUCKETS_LUA = """
--- KEYS: buckets. ARGV[1]: tokens wanted; then rate (per second) and burst for each bucket.
+-- KEYS: buckets. ARGV[1]: tokens wanted; then rate (per second) and burst for each bucket;
+-- then, optionally, the time now in seconds (else Redis's clock).
 local n = tonumber(ARGV[1])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local now = tonumber(ARGV[2 * #KEYS + 2])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
 local levels = {}
 local wait = 0
 for i, key in ipairs(KEYS) do
@@ -60,9 +65,12 @@ return tostring(wait)
 """
 
 _LEASE_ACQUIRE_LUA = """
--- KEYS[1]: the slots. ARGV: limit, lease in ms, lease id.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- KEYS[1]: the slots. ARGV: limit, lease in ms, lease id, optionally the time now in ms.
+local now = tonumber(ARGV[4])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local lease_ms = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
@@ -76,9 +84,13 @@ return 1
 """
 
 _LEASE_RENEW_LUA = """
--- KEYS[1]: the slots. ARGV: lease in ms, lease id. 1 if the lease was still ours.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- KEYS[1]: the slots. ARGV: lease in ms, lease id, optionally the time now in ms. 1 if the
+-- lease was still ours.
+local now = tonumber(ARGV[3])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local lease_ms = tonumber(ARGV[1])
 local expiry = redis.call('ZSCORE', KEYS[1], ARGV[2])
 if not expiry or tonumber(expiry) <= now then
@@ -93,8 +105,12 @@ return 1
 """
 
 _LEASE_COUNT_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- KEYS[1]: the slots. ARGV: optionally the time now in ms.
+local now = tonumber(ARGV[1])
+if now == nil then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
 """
 
@@ -121,11 +137,15 @@ def _check_bucket(n: float, rate: float, burst: float) -> None:
         raise ValueError(f"{n} tokens can never be taken from a bucket of burst {burst}.")
 
 
+Clock = Callable[[], float]  # the time now, in seconds
+
+
 class Throttle:
     """Token buckets in Redis, shared by all workers."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, clock: Clock | None = None) -> None:
         self.client = client
+        self.clock = clock
         self._buckets = client.register_script(_BUCKETS_LUA)
 
     def acquire(self, key: str, n: float = 1, *, rate: float, burst: float) -> float:
@@ -138,6 +158,8 @@ class Throttle:
         for _, rate, burst in buckets:
             _check_bucket(n, rate, burst)
             args += [rate, burst]
+        if self.clock is not None:
+            args.append(self.clock())
         return float(self._buckets(keys=[key for key, _, _ in buckets], args=args))
 
     def take(
@@ -164,8 +186,9 @@ class Throttle:
 class ConcurrencyLimiter:
     """At most `limit` leases per key at a time; a lease not renewed runs out by itself."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, clock: Clock | None = None) -> None:
         self.client = client
+        self.clock = clock
         self._acquire = client.register_script(_LEASE_ACQUIRE_LUA)
         self._renew = client.register_script(_LEASE_RENEW_LUA)
         self._count = client.register_script(_LEASE_COUNT_LUA)
@@ -173,12 +196,18 @@ class ConcurrencyLimiter:
     def acquire(self, key: str, *, limit: int, lease_seconds: float) -> str | None:
         """A lease id if a slot was free (now held for `lease_seconds`), else None."""
         lease = uuid.uuid4().hex
-        taken = self._acquire(keys=[key], args=[limit, int(lease_seconds * 1000), lease])
+        args = [limit, int(lease_seconds * 1000), lease, *self._now_ms()]
+        taken = self._acquire(keys=[key], args=args)
         return lease if taken else None
 
     def renew(self, key: str, lease: str, *, lease_seconds: float) -> bool:
         """Extend a held lease; False if it had already run out (the slot may be someone's)."""
-        return bool(self._renew(keys=[key], args=[int(lease_seconds * 1000), lease]))
+        args = [int(lease_seconds * 1000), lease, *self._now_ms()]
+        return bool(self._renew(keys=[key], args=args))
+
+    def _now_ms(self) -> list[int]:
+        """The injected clock's time in ms, as a script argument; none for Redis's clock."""
+        return [] if self.clock is None else [int(self.clock() * 1000)]
 
     def release(self, key: str, lease: str) -> bool:
         """Give the slot back; False if the lease had already gone."""
@@ -186,7 +215,7 @@ class ConcurrencyLimiter:
 
     def holders(self, key: str) -> int:
         """How many leases are live now."""
-        return int(self._count(keys=[key]))
+        return int(self._count(keys=[key], args=self._now_ms()))
 
     @contextlib.contextmanager
     def slot(

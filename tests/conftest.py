@@ -1,15 +1,31 @@
 """Fixtures shared by every test folder."""
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
+from django.conf import settings as django_settings
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 from playwright.sync_api import Browser, sync_playwright
 
+from recipients.models import Audience, RecipientList
+from recipients.services import list_create
 from tests.personas import World, make_world
+
+TESTS = Path(__file__).resolve().parent
+FOLDER_MARKERS = ("system", "e2e")  # tests/system is marked `system`, tests/e2e `e2e`
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Mark the slow folders' tests by folder; `make test-fast` leaves them out."""
+    for item in items:
+        folder = item.path.relative_to(TESTS).parts[0]
+        if folder in FOLDER_MARKERS:
+            item.add_marker(folder)
 
 
 @pytest.fixture(autouse=True)
@@ -18,9 +34,35 @@ def _fast_password_hashing(settings) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_rate_limits(settings) -> None:
+    """Every test counts its own hits: a fresh key prefix instead of flushing a shared Redis."""
+    settings.MLM_RATE_LIMIT_PREFIX = f"rl:test:{uuid.uuid4().hex}:"
+
+
+@pytest.fixture(autouse=True)
+def media_folder(settings, tmp_path) -> Path:
+    """Uploaded files and reports go to the test's own temporary folder."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    return tmp_path / "media"
+
+
+@pytest.fixture
+def flushed_broker() -> None:
+    """An empty Redis database for the broker, so no task of an earlier test is consumed
+    (each xdist worker has a database of its own: tests/redis_per_worker.py)."""
+    redis.Redis.from_url(django_settings.REDIS_URL).flushdb()
+
+
 @pytest.fixture
 def world(db) -> World:
     return make_world()
+
+
+@pytest.fixture
+def visitors(world) -> RecipientList:
+    """An external list of the unit."""
+    return list_create(unit=world.unit, name="Visitors", audience=Audience.EXTERNAL, by=None)
 
 
 @pytest.fixture

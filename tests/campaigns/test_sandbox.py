@@ -81,10 +81,10 @@ def test_recipient_html_is_escaped_in_a_real_mail(world):
     recipient = Recipient(
         unit=world.unit, email="x@example.com", first_name="<img src=x onerror=alert(1)>"
     )
-    mail = CampaignMailer(campaign).build(recipient)
-    assert "<img src=x" not in mail.parts.html
-    assert "&lt;img src=x onerror=alert(1)&gt;" in mail.parts.html
-    assert mail.parts.subject.startswith("<img src=x onerror=alert(1)>, your spring news")
+    parts, _links = CampaignMailer(campaign).recipient_parts(recipient)
+    assert "<img src=x" not in parts.html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in parts.html
+    assert parts.subject.startswith("<img src=x onerror=alert(1)>, your spring news")
 
 
 def test_the_fallback_filter_gives_a_default():
@@ -152,7 +152,7 @@ def test_an_abusive_template_is_aborted_when_rendered(world):
     campaign.refresh_from_db()
     recipient = Recipient(unit=world.unit, email="x@example.com")
     with pytest.raises(RenderError, match="characters"):
-        CampaignMailer(campaign).build(recipient)
+        CampaignMailer(campaign).recipient_parts(recipient)
 
 
 def test_a_syntax_error_names_the_part_and_line(world):

@@ -42,11 +42,6 @@ def news(world):
     return dm_types(world.unit, "news")[0]
 
 
-@pytest.fixture
-def visitors(world):
-    return list_create(unit=world.unit, name="Visitors", audience=Audience.EXTERNAL, by=None)
-
-
 def _mailable(world, dm_type) -> set[str]:
     chosen = sendable(unit=world.unit, dm_type=dm_type, audience=Audience.EXTERNAL)
     return set(chosen.values_list("email", flat=True))

@@ -5,7 +5,6 @@ translated yet: asked for in Chinese they answer in English, and are checked as 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,8 +24,6 @@ from tests.personas import PASSWORD, World, make_world
 from tests.public.conftest import Mailing, make_mailing
 from tests.url_objects import unit_urls
 
-pytestmark = pytest.mark.e2e
-
 AXE = (Path(__file__).parent / "assets" / "axe.min.js").read_text()
 # Each page is checked at both widths: a table that fits a desktop scrolls on a phone.
 DESKTOP, PHONE = {"width": 1280, "height": 900}, {"width": 375, "height": 667}
@@ -45,12 +42,6 @@ RUN_AXE = """async () => {
       nodes: v.nodes.map(n => n.target.join(' ') + ': ' + n.failureSummary.replace(/\\s+/g, ' ')),
     }));
 }"""
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_limits(settings):
-    settings.MLM_RATE_LIMIT_PREFIX = f"rl:e2e-axe:{uuid.uuid4().hex}:"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def serious_violations(page: Page) -> list[dict]:

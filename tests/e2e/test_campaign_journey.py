@@ -14,8 +14,7 @@ from tests.personas import PASSWORD, make_world
 
 
 @pytest.fixture
-def world(transactional_db, settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def world(transactional_db):
     world = make_world()
     news = factories.dm_type(world.unit)
     friends = factories.recipient_list(world.unit)

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import redis
-from django.conf import settings as django_settings
 from playwright.sync_api import Page, expect
 
 from consent.selectors import recipient_dm_type_states, subscription_mismatches
@@ -19,9 +17,9 @@ from recipients.models import Audience, ImportJob, Recipient
 from recipients.services import list_create
 from tests.e2e.conftest import log_in
 from tests.personas import PASSWORD, make_world
-from tests.system.conftest import Worker
+from tests.processes import Worker
 
-pytestmark = [pytest.mark.e2e, pytest.mark.system]
+pytestmark = pytest.mark.system  # and `e2e` by its folder
 
 ATTESTATION = "I confirm these people gave explicit consent to the DM types ticked."
 EVIDENCE = "Open-day registration form, consent clause v3, June 2025"
@@ -35,10 +33,8 @@ PEOPLE = (
 
 
 @pytest.fixture
-def worker(live_server, settings, tmp_path) -> Iterator[Worker]:
+def worker(live_server, flushed_broker, tmp_path) -> Iterator[Worker]:
     """A real `celery worker` beside the live server, sharing its uploads folder."""
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    redis.Redis.from_url(django_settings.REDIS_URL).flushdb()
     worker = Worker(tmp_path / "worker.log", MLM_VAR_DIR=str(tmp_path))
     try:
         worker.wait_ready()

@@ -3,8 +3,6 @@ and Traditional Chinese, on a desktop and a phone (I5, I6). Screenshots are kept
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -13,12 +11,6 @@ from consent.selectors import sendable
 from consent.tokens import make_recipient_token
 from tests.personas import make_world
 from tests.public.conftest import Mailing, make_mailing
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_limits(settings):
-    settings.MLM_RATE_LIMIT_PREFIX = f"rl:e2e:{uuid.uuid4().hex}:"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture

@@ -20,8 +20,7 @@ from tests.personas import PASSWORD, make_world
 
 
 @pytest.fixture
-def sent(transactional_db, settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+def sent(transactional_db):
     world = make_world()
     sent = sent_campaign(world)
     friends = factories.recipient_list(world.unit)

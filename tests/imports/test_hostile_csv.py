@@ -9,14 +9,8 @@ import io
 import pytest
 
 from recipients.imports import CELL_LIMIT, ImportFileError, detect_encoding, sniff
-from recipients.models import Audience, ImportStatus, Recipient
-from recipients.services import list_create
+from recipients.models import ImportStatus, Recipient
 from tests.imports.helpers import run_import
-
-
-@pytest.fixture
-def visitors(world):
-    return list_create(unit=world.unit, name="Visitors", audience=Audience.EXTERNAL, by=None)
 
 
 def guests(count: int, start: int = 0) -> list[str]:

@@ -12,16 +12,10 @@ from django.urls import reverse
 
 from recipients.import_services import import_upload
 from recipients.imports import EMAIL, FIRST_NAME, IGNORE, ImportFileError, sniff
-from recipients.models import Audience, ImportJob, ImportStatus, Recipient
-from recipients.services import list_create
+from recipients.models import ImportJob, ImportStatus, Recipient
 from tests.imports import workbooks
 from tests.imports.helpers import post_upload, run_import, upload
 from tests.imports.workbooks import BILLION_LAUGHS, EXTERNAL, SHEET, rewritten, workbook
-
-
-@pytest.fixture
-def visitors(world):
-    return list_create(unit=world.unit, name="Visitors", audience=Audience.EXTERNAL, by=None)
 
 
 def refused(visitors, world, data: bytes) -> str:

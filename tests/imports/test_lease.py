@@ -21,16 +21,10 @@ from recipients.import_services import (
     imports_purge,
     imports_recover,
 )
-from recipients.models import Audience, ImportJob, ImportMode, ImportStatus, Recipient
-from recipients.services import list_create
+from recipients.models import ImportJob, ImportMode, ImportStatus, Recipient
 from tests.imports.helpers import csv_bytes, run_import, upload
 
 ROWS = [["email", "first name"], ["ann@example.com", "Ann"], ["ben@example.com", "Ben"]]
-
-
-@pytest.fixture
-def visitors(world):
-    return list_create(unit=world.unit, name="Visitors", audience=Audience.EXTERNAL, by=None)
 
 
 def uploaded(visitors, world) -> ImportJob:

@@ -7,8 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
-from django.conf import settings
 from django.db import connection
 
 from consent.models import Channel, ConsentEvent, Subscription, Suppression
@@ -26,14 +24,13 @@ from recipients.models import (
 from recipients.services import list_add_members, list_create, recipient_upsert
 from tests.imports.helpers import csv_bytes, dm_types, upload
 from tests.personas import make_world
-from tests.system.conftest import Worker, wait_for
+from tests.processes import Worker, wait_for
 
 pytestmark = pytest.mark.system
 
 
 @pytest.fixture
-def worker(transactional_db, tmp_path, media_folder) -> Iterator[Worker]:
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()  # no task of an earlier test
+def worker(transactional_db, flushed_broker, tmp_path, media_folder) -> Iterator[Worker]:
     # The worker reads the uploads from the same media folder as this process.
     worker = Worker(tmp_path / "worker.log", MLM_VAR_DIR=str(media_folder.parent))
     try:
@@ -130,7 +127,7 @@ def test_a_worker_failing_halfway_leaves_the_database_as_it_was(worker):
 
 
 def test_a_worker_child_killed_mid_import_leaves_a_failed_job_not_a_stuck_one(
-    transactional_db, tmp_path, media_folder
+    transactional_db, flushed_broker, tmp_path, media_folder
 ):
     """I10: the worker process running an import is killed (as by the OOM killer); the job
     does not stay "Reading" for ever: after its lease the sweep fails it, with a reason and
@@ -141,7 +138,6 @@ def test_a_worker_child_killed_mid_import_leaves_a_failed_job_not_a_stuck_one(
 
     from recipients.import_services import WORKER_LOST, imports_recover
 
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
     worker = Worker(
         tmp_path / "worker.log", MLM_VAR_DIR=str(media_folder.parent), MLM_IMPORT_LEASE_SECONDS="3"
     )

@@ -19,7 +19,7 @@ from tests.imports import workbooks
 from tests.imports.helpers import csv_bytes, post_upload, start_on_page
 from tests.imports.workbooks import BILLION_LAUGHS, EXTERNAL, SHEET, rewritten, workbook
 from tests.personas import make_world
-from tests.system.conftest import Worker, wait_for
+from tests.processes import Worker, wait_for
 
 pytestmark = pytest.mark.system
 

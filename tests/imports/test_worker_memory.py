@@ -21,7 +21,7 @@ from recipients.services import list_create
 from tests.imports import workbooks
 from tests.imports.helpers import post_upload, start_on_page
 from tests.personas import make_world
-from tests.system.conftest import ROOT, Worker, wait_for, worker_env
+from tests.processes import ROOT, Worker, wait_for, worker_env
 
 pytestmark = pytest.mark.system
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 import pytest
@@ -12,18 +11,6 @@ from consent.services import dm_type_create, grant
 from recipients.models import Category, Recipient
 from recipients.services import recipient_upsert
 from tests.personas import World
-
-
-@pytest.fixture(autouse=True)
-def fresh_rate_limits(settings):
-    """Every test counts its own hits: a fresh key prefix instead of flushing a shared Redis."""
-    settings.MLM_RATE_LIMIT_PREFIX = f"rl:test:{uuid.uuid4().hex}:"
-
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    """Recipients never log in here; the personas' password hashing only slows these tests."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @dataclass

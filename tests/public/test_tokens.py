@@ -10,17 +10,15 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from campaigns.mail import LinkMaker
 from consent.tokens import (
     TokenData,
     make_recipient_token,
     make_subscription_token,
-    one_click_url,
-    preferences_url,
     read_recipient_token,
     read_subscription_token,
-    recipient_links,
-    unsubscribe_url,
 )
+from tests.campaigns import factories
 
 R, T, C = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
 
@@ -87,12 +85,12 @@ def test_a_confirmation_token_is_not_a_recipient_token():
     assert read_subscription_token(make_recipient_token(recipient=R)) is None
 
 
-@override_settings(SITE_URL="https://mlm.example.edu")
-def test_urls_are_absolute_and_share_one_token():
-    links = recipient_links(recipient=R, dm_type=T, campaign_code=C)
-    assert links.one_click == f"https://mlm.example.edu/u/{links.token}/one-click"
-    assert links.unsubscribe == f"https://mlm.example.edu/u/{links.token}/"
-    assert links.preferences == f"https://mlm.example.edu/p/{links.token}/"
-    assert one_click_url(recipient=R, dm_type=T, campaign_code=C) == links.one_click
-    assert unsubscribe_url(recipient=R, dm_type=T, campaign_code=C) == links.unsubscribe
-    assert preferences_url(recipient=R, dm_type=T, campaign_code=C) == links.preferences
+def test_a_mails_links_are_absolute_and_share_one_token(world, settings):
+    settings.SITE_URL = "https://mlm.example.edu"
+    campaign = factories.campaign(world)
+    ann = factories.member(factories.recipient_list(world.unit), "ann@example.com")
+    links = LinkMaker(campaign).links(ann)
+    token = links.unsubscribe.removeprefix("https://mlm.example.edu/u/").removesuffix("/")
+    assert read_recipient_token(token) == TokenData(ann.code, campaign.dm_type.code, campaign.code)
+    assert links.one_click == f"https://mlm.example.edu/u/{token}/one-click"
+    assert links.preferences == f"https://mlm.example.edu/p/{token}/"

@@ -12,15 +12,9 @@ from django.core.files.storage import default_storage
 
 from recipients.held_files import ERASED_UPLOAD
 from recipients.import_services import import_upload
-from recipients.models import Audience, ImportJob, ImportStatus
-from recipients.services import list_create, recipient_erase, recipient_export, recipient_upsert
+from recipients.models import ImportJob, ImportStatus
+from recipients.services import recipient_erase, recipient_export, recipient_upsert
 from tests.imports.helpers import csv_bytes, run_import, upload
-
-
-@pytest.fixture(autouse=True)
-def media_folder(settings, tmp_path):
-    settings.MEDIA_ROOT = str(tmp_path / "media")
-    return tmp_path / "media"
 
 
 @pytest.fixture
@@ -29,11 +23,6 @@ def erin(world):
         unit=world.unit, email="Erin.Subject@Example.ORG", category="external", by=None
     )
     return recipient
-
-
-@pytest.fixture
-def visitors(world):
-    return list_create(unit=world.unit, name="Visitors", audience=Audience.EXTERNAL, by=None)
 
 
 def rejected_report_naming_erin(visitors, world) -> ImportJob:

@@ -1,87 +1,19 @@
-"""Real processes for system tests: a Celery worker on Redis against the test database."""
+"""Real processes for system tests: Celery workers on Redis against the test database, and SMTP
+sinks."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
-from django.conf import settings
 
+from tests.processes import Worker
 from tests.system.smtp_sink import SinkProcess, SMTPSink
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def test_database_url() -> str:
-    db = settings.DATABASES["default"]
-    user = db.get("USER") or "postgres"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    host = db.get("HOST") or "127.0.0.1"
-    port = db.get("PORT") or 5432
-    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
-
-
-def worker_env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=test_database_url(),
-        REDIS_URL=settings.REDIS_URL,
-        EMAIL_BACKEND="outbox",
-        DEBUG="0",
-    )
-    env.update(extra)
-    return env
-
-
-class Worker:
-    """A `celery worker` subprocess; its log is kept for assertions and failure reports."""
-
-    def __init__(
-        self, log_path: Path, concurrency: int = 1, loglevel: str = "INFO", **env: str
-    ) -> None:
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "mlm", "worker", f"--loglevel={loglevel}",
-             f"--concurrency={concurrency}", "--without-mingle", "--without-gossip",
-             "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"],
-            cwd=ROOT, env=worker_env(**env), stdout=self._log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if " ready." in self.log():
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.2)
-        raise AssertionError(f"worker did not start:\n{self.log()[-4000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-
-
-@pytest.fixture
-def flushed_broker() -> None:
-    """An empty Redis database for the broker, so no task of an earlier test is consumed."""
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+BATCH = 20  # the dispatch workers' batch size
+LEASE = 20  # and their lease, in seconds
 
 
 @pytest.fixture
@@ -92,15 +24,6 @@ def celery_worker(transactional_db, flushed_broker, tmp_path) -> Iterator[Worker
         yield worker
     finally:
         worker.stop()
-
-
-def wait_for(predicate, timeout: float = 30, interval: float = 0.2, message: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise AssertionError(message or "condition not met in time")
 
 
 # --- a real SMTP sink (tests/system/smtp_sink.py) ------------------------------------------------
@@ -126,3 +49,59 @@ def smtp_sink_process(tmp_path) -> Iterator[SinkProcess]:
         yield sink
     finally:
         sink.stop()
+
+
+# --- dispatch workers pointed at a sink (tests/system/test_dispatch*.py) ------------------------
+
+
+@pytest.fixture
+def sink() -> Iterator[SMTPSink]:
+    """A sink that keeps envelopes and Message-IDs only: thousands of mails stay light."""
+    found = SMTPSink(keep_raw=False).start()
+    try:
+        yield found
+    finally:
+        found.stop()
+
+
+class Workers:
+    """Start dispatch workers pointed at the sink; stop every one at the end."""
+
+    def __init__(self, tmp_path: Path, sink: SMTPSink) -> None:
+        self.tmp_path, self.sink, self.started = tmp_path, sink, []
+
+    def start(self, concurrency: int = 2, **env: str) -> Worker:
+        values = {
+            **self.sink.email_env(),
+            "EMAIL_TIMEOUT": "3",
+            "MLM_DISPATCH_BATCH_SIZE": str(BATCH),
+            "MLM_DISPATCH_PARALLEL": "4",
+            "MLM_DISPATCH_LEASE_SECONDS": str(LEASE),
+            "MLM_DISPATCH_RETRY_SECONDS": "1",
+            **env,
+        }
+        worker = Worker(self.tmp_path / f"worker{len(self.started)}.log", concurrency, **values)
+        self.started.append(worker)
+        worker.wait_ready()
+        return worker
+
+    def logs(self) -> str:
+        return "\n".join(w.log()[-3000:] for w in self.started)
+
+    def succeeded(self, task: str) -> int:
+        """How many runs of `task` the workers have finished, by their logs."""
+        done = re.compile(rf"Task {re.escape(task)}\[[^\]]+\] succeeded")
+        return sum(len(done.findall(w.log())) for w in self.started)
+
+    def stop(self) -> None:
+        for worker in self.started:
+            worker.stop()
+
+
+@pytest.fixture
+def workers(tmp_path, sink) -> Iterator[Workers]:
+    found = Workers(tmp_path, sink)
+    try:
+        yield found
+    finally:
+        found.stop()

@@ -13,8 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import redis
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -27,65 +25,16 @@ from recipients.addresses import address_hash
 from recipients.models import Audience, Category, ListMembership, Recipient, RecipientStatus
 from tests.campaigns import factories
 from tests.personas import make_world
-from tests.system.conftest import Worker, wait_for
+from tests.processes import Worker, wait_for
+from tests.system.conftest import BATCH, LEASE, Workers
 from tests.system.smtp_sink import SMTPSink
 
 D = DeliveryStatus
-BATCH = 20
-LEASE = 20
 
 
 @pytest.fixture
-def sink(tmp_path) -> Iterator[SMTPSink]:
-    found = SMTPSink(keep_raw=False).start()
-    try:
-        yield found
-    finally:
-        found.stop()
-
-
-@pytest.fixture
-def world(transactional_db):
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()
+def world(transactional_db, flushed_broker):
     return make_world()
-
-
-class Workers:
-    """Start dispatch workers pointed at the sink; stop every one at the end."""
-
-    def __init__(self, tmp_path: Path, sink: SMTPSink) -> None:
-        self.tmp_path, self.sink, self.started = tmp_path, sink, []
-
-    def start(self, concurrency: int = 2, **env: str) -> Worker:
-        values = {
-            **self.sink.email_env(),
-            "EMAIL_TIMEOUT": "3",
-            "MLM_DISPATCH_BATCH_SIZE": str(BATCH),
-            "MLM_DISPATCH_PARALLEL": "4",
-            "MLM_DISPATCH_LEASE_SECONDS": str(LEASE),
-            "MLM_DISPATCH_RETRY_SECONDS": "1",
-            **env,
-        }
-        worker = Worker(self.tmp_path / f"worker{len(self.started)}.log", concurrency, **values)
-        self.started.append(worker)
-        worker.wait_ready()
-        return worker
-
-    def logs(self) -> str:
-        return "\n".join(w.log()[-3000:] for w in self.started)
-
-    def stop(self) -> None:
-        for worker in self.started:
-            worker.stop()
-
-
-@pytest.fixture
-def workers(tmp_path, sink) -> Iterator[Workers]:
-    found = Workers(tmp_path, sink)
-    try:
-        yield found
-    finally:
-        found.stop()
 
 
 def _internal_campaign(world, count: int, *, prefix: str = "r") -> Campaign:
@@ -203,9 +152,13 @@ def test_duplicate_task_messages_send_nothing_twice(world, sink, workers):
     for _ in range(3):
         send_batch.delay(campaign.pk)
     _wait_sent(campaign, workers)
+    done = workers.succeeded("campaigns.tasks.send_batch")
     for _ in range(3):
         send_batch.delay(campaign.pk)
-    time.sleep(3)
+    wait_for(
+        lambda: workers.succeeded("campaigns.tasks.send_batch") >= done + 3,
+        message=f"the duplicate tasks were not run\n{workers.logs()}",
+    )
     assert sink.stats["transactions"] == 100 and len(sink.messages) == 100
     _assert_no_duplicates(sink)
 
@@ -262,7 +215,14 @@ def test_a_refusing_server_pauses_the_campaign_and_resume_sends_each_once(world,
     wait_for(lambda: _status(campaign) == CampaignStatus.PAUSED, timeout=60)
     assert not Delivery.objects.filter(campaign=campaign, status=D.SENT).exists()
     sink.refuse_connections(False)
-    time.sleep(1.5)  # the deferred rows' first retry time
+    wait_for(  # the deferred rows' first retry time
+        lambda: (
+            not Delivery.objects.filter(
+                campaign=campaign, status=D.DEFERRED, next_attempt_at__gt=timezone.now()
+            ).exists()
+        ),
+        interval=0.1,
+    )
     from campaigns.services import campaign_resume
 
     campaign_resume(campaign=Campaign.objects.get(pk=campaign.pk), by=None)
@@ -293,8 +253,11 @@ def test_kill_9_at_half_way_leaves_at_most_the_in_flight_rows_in_doubt(world, si
     dispatch.campaign_start(campaign=campaign)
     sink.wait_for(total // 2, timeout=180)
     _kill_hard(first)
+    killed_at = timezone.now()
     workers.start(concurrency=concurrency)
-    time.sleep(LEASE + 1)
+    # The dead worker's leases run out LEASE seconds after its last claim, the live worker's
+    # later: the sweep as beat runs it then, without waiting for it.
+    dispatch.deliveries_recover(now=killed_at + timedelta(seconds=LEASE))
 
     def beat() -> bool:  # what beat does every MLM_DISPATCH_SWEEP_SECONDS
         dispatch.deliveries_recover()

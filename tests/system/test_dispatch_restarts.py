@@ -18,19 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
-from django.conf import settings
 from django.db import OperationalError, connection
 
 from campaigns import dispatch
 from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from tests.personas import make_world
-from tests.system.conftest import wait_for
+from tests.processes import wait_for
+from tests.system.conftest import BATCH, LEASE, Workers
 from tests.system.smtp_sink import SMTPSink
 from tests.system.test_dispatch import (
-    BATCH,
-    LEASE,
-    Workers,
     _assert_no_duplicates,
     _counts,
     _internal_campaign,
@@ -114,27 +110,8 @@ def broker(url: str) -> Iterator[None]:
 
 
 @pytest.fixture
-def world(transactional_db):
-    redis.Redis.from_url(settings.REDIS_URL).flushdb()  # no task of an earlier test
+def world(transactional_db, flushed_broker):
     return make_world()
-
-
-@pytest.fixture
-def sink() -> Iterator[SMTPSink]:
-    found = SMTPSink(keep_raw=False).start()
-    try:
-        yield found
-    finally:
-        found.stop()
-
-
-@pytest.fixture
-def workers(tmp_path, sink) -> Iterator[Workers]:
-    found = Workers(tmp_path, sink)
-    try:
-        yield found
-    finally:
-        found.stop()
 
 
 def _sweep_until_sent(campaign: Campaign, workers: Workers, timeout: float) -> None:

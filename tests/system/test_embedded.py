@@ -19,7 +19,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.system.conftest import wait_for
+from tests.processes import wait_for
 from tests.system.make_run import Output, free_port, fresh_clone, make_run
 
 RECIPIENTS = 3000
@@ -179,7 +179,6 @@ def _assert_at_most_once(embedded: Embedded, name: str, counts: dict[str, int]) 
     assert counts["sent"] <= len(per_address) <= RECIPIENTS
 
 
-@pytest.mark.system
 def test_a_worker_killed_mid_send_is_restarted_and_the_campaign_completes(embedded):
     """I7, I10: the supervisor restarts the killed worker; rows it held become in doubt after
     their lease, exactly as in production, and the rest of the campaign is sent once."""
@@ -188,7 +187,6 @@ def test_a_worker_killed_mid_send_is_restarted_and_the_campaign_completes(embedd
     assert counts.get("in_doubt", 0) <= BATCH  # one solo worker: at most its one batch
 
 
-@pytest.mark.system
 def test_the_database_killed_mid_send_is_restarted_and_the_campaign_completes(embedded):
     """I7, I10: PostgreSQL killed with SIGKILL recovers from its WAL under the supervisor; the
     worker's batch in flight fails or ends in doubt, and nothing is sent twice."""
@@ -197,7 +195,6 @@ def test_the_database_killed_mid_send_is_restarted_and_the_campaign_completes(em
     assert embedded.query("SELECT 1") == [(1,)]
 
 
-@pytest.mark.system
 def test_every_unit_page_answers_on_the_embedded_postgresql(embedded):
     """I8 and one engine: the isolation walk (every unit URL, as its admin and as an outsider)
     runs on the embedded PostgreSQL and Redis, in the clean copy's own environment."""

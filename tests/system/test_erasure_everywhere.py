@@ -33,8 +33,8 @@ from tests.campaigns import factories
 from tests.campaigns.esp_payloads import SECRET, basic_auth, post_postmark, postmark_bounce
 from tests.imports.helpers import csv_bytes
 from tests.personas import make_world
+from tests.processes import Worker, wait_for
 from tests.system import traces
-from tests.system.conftest import Worker, wait_for
 from tests.system.smtp_sink import SMTPSink
 
 pytestmark = pytest.mark.system

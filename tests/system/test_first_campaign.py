@@ -100,8 +100,7 @@ def outbox_total(page: Page, campaign_name: str) -> int:
     return int(re.match(r"\d+", page.locator("#outbox-total").inner_text()).group())
 
 
-@pytest.mark.system
-@pytest.mark.e2e
+@pytest.mark.e2e  # and `system` by its folder
 def test_a_newcomers_first_campaign_from_make_run_to_the_report(browser, tmp_path):
     """I1, I5, I6 on the path every newcomer takes: the embedded default, as `make run` starts
     it on a fresh copy, sends, reports, and honours an unsubscribe from one of its mails."""

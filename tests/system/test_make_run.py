@@ -9,12 +9,9 @@ import urllib.parse
 import urllib.request
 from http.cookiejar import CookieJar
 
-import pytest
-
 from tests.system.make_run import free_port, fresh_clone, make_run, make_run_env, wait_for_page
 
 
-@pytest.mark.system
 def test_make_run_serves_the_login_page_and_logs_the_demo_admin_in():
     with fresh_clone() as workdir:
         _first_and_second_run(workdir)

@@ -13,8 +13,6 @@ import pytest
 
 from tests.system.smtp_sink import SMTPSink, duplicates, read_records
 
-pytestmark = pytest.mark.system
-
 
 def message(n: int = 1, body: str = "Hello.") -> bytes:
     return (

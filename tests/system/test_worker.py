@@ -6,7 +6,7 @@ from mlm.models import Heartbeat, OutboxMessage
 from mlm.services import unit_send_test_mail
 from mlm.tasks import WORKER_HEARTBEAT, health
 from tests.personas import make_world
-from tests.system.conftest import wait_for
+from tests.processes import wait_for
 
 
 def test_it_runs_the_health_task(celery_worker):
