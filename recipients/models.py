@@ -6,6 +6,7 @@ import re
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
 from mlm.models import SenderUnit, UnitScopedQuerySet
@@ -79,6 +80,10 @@ class Recipient(models.Model):
             models.Index(fields=["unit", "category", "status"], name="recipient_unit_cat_status"),
             # A plain B-tree: db_index on a CharField adds a LIKE index no hash is searched with.
             models.Index(fields=["email_hash"], name="recipient_email_hash"),
+            # Segments test attributes for equality by containment (`@>`), which this answers.
+            GinIndex(
+                fields=["attributes"], opclasses=["jsonb_path_ops"], name="recipient_attributes"
+            ),
         ]
         ordering = ["email"]
 
@@ -143,6 +148,35 @@ class ListMembership(models.Model):
 
     def __str__(self) -> str:
         return f"recipient {self.recipient_id} on list {self.recipient_list_id}"
+
+
+class Segment(models.Model):
+    """A saved audience of a unit: lists of one audience (I3) narrowed by conditions on
+    recipient fields and attributes (see recipients.segments for their form)."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    unit = models.ForeignKey(SenderUnit, on_delete=models.PROTECT, related_name="segments")
+    name = models.CharField(max_length=200)
+    audience = models.CharField(max_length=10, choices=Audience.choices)
+    lists = models.ManyToManyField(RecipientList, related_name="segments")
+    conditions = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = UnitScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["unit", "name"], name="segment_name_unique_per_unit")
+        ]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def audit_label(self) -> str:
+        return f"segment {self.code}"
 
 
 # Imports -------------------------------------------------------------------------------------
