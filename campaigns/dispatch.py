@@ -64,7 +64,6 @@ from campaigns.segments import campaign_segment_freeze
 from campaigns.selectors import campaign_members, frequency_caps
 from campaigns.services import (
     TransitionError,
-    _require_role,
     campaign_mark_sent,
     campaign_pause,
     campaign_start_sending,
@@ -74,6 +73,7 @@ from consent.models import Subscription, SubscriptionState, Suppression
 from consent.selectors import sendable
 from mlm.mailbuild import HeaderInjection
 from mlm.models import Role, SenderUnit
+from mlm.scoping import require_role
 from recipients.models import Category, RecipientStatus
 
 log = logging.getLogger(__name__)
@@ -735,7 +735,7 @@ def campaigns_start_due(
 def deliveries_send_in_doubt(*, campaign: Campaign, by: AbstractBaseUser) -> int:
     """An approver's decision to send the campaign's in-doubt rows once more (they may get the
     mail twice); audited, then queued like any other row."""
-    _require_role(campaign.unit, by, Role.APPROVER)
+    require_role(campaign.unit, by, Role.APPROVER)
     now = timezone.now()
     count = Delivery.objects.filter(campaign=campaign, status=D.IN_DOUBT).update(
         status=D.QUEUED, finished_at=None, updated_at=now, reply="sent again by a person"

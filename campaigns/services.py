@@ -35,7 +35,8 @@ from campaigns.models import (
 from campaigns.rendering import CONTENT_SLOT, CompiledMail
 from campaigns.sandbox import RenderError
 from consent.models import DMType
-from mlm.models import Membership, Role, SenderUnit, SendingDomain
+from mlm.models import Role, SenderUnit, SendingDomain
+from mlm.scoping import require_role
 from mlm.sender_checks import Resolver, sending_domain_checks
 from mlm.services import audit_record
 from recipients.models import Audience, RecipientList, Segment
@@ -72,14 +73,6 @@ TRANSITIONS: dict[str, Transition] = {
         "cancelled",
     ),
 }
-
-
-def _require_role(unit: SenderUnit, user: AbstractBaseUser | None, role: Role) -> None:
-    if user is None:  # the system (beat, dispatch)
-        return
-    membership = Membership.objects.filter(unit=unit, user=user).first()
-    if membership is None or not membership.allows(role):
-        raise PermissionDenied(f"This needs the {Role(role).label.lower()} role in {unit.name}.")
 
 
 @transaction.atomic
@@ -147,7 +140,7 @@ def identity_request(
 ) -> SenderIdentity:
     """A unit administrator asks to send as `name <email>`: usable at once when its domain has
     an active DKIM key that passes every sender check, else pending until operations approve."""
-    _require_role(unit, by, Role.ADMIN)
+    require_role(unit, by, Role.ADMIN)
     email = email.strip()
     if SenderIdentity.objects.for_unit(unit).filter(email__iexact=email).exists():
         raise ValidationError(f"This unit already has the From address {email}.")
@@ -259,7 +252,7 @@ def unit_settings_update(
     """Change the unit's campaign rules, recorded; the mail backend is one operations offer
     (settings.MLM_MAIL_BACKENDS) or the default; the circuit breaker's limits may be lowered,
     never raised above the institution's ceilings (the model's validators)."""
-    _require_role(unit, by, Role.ADMIN)
+    require_role(unit, by, Role.ADMIN)
     limits = {
         name: _rate_limit(name, value)
         for name, value in (
@@ -444,7 +437,7 @@ def campaign_create(
     segment: Segment | None = None,
 ) -> Campaign:
     """Write a new draft; lists or segment must be of the campaign's audience (I3)."""
-    _require_role(unit, by, Role.EDITOR)
+    require_role(unit, by, Role.EDITOR)
     lists = list(lists)
     html_body = _stored_body(body_format=body_format, body=html_body)
     _validate_campaign(
@@ -530,7 +523,7 @@ def campaign_update(
 ) -> Campaign:
     """Change a campaign that has not started; one waiting for or past approval goes back to
     draft (an approver signs off what is sent, not an earlier version)."""
-    _require_role(campaign.unit, by, Role.EDITOR)
+    require_role(campaign.unit, by, Role.EDITOR)
     lists = list(lists)
     body_format = body_format or campaign.body_format
     html_body = _stored_body(body_format=body_format, body=html_body)
@@ -602,7 +595,7 @@ def campaign_acknowledge(
     *, campaign: Campaign, word: str, reason: str, by: AbstractBaseUser | None
 ) -> Campaign:
     """Accept one banned-word finding with a reason (an approver sees it)."""
-    _require_role(campaign.unit, by, Role.EDITOR)
+    require_role(campaign.unit, by, Role.EDITOR)
     reason = reason.strip()
     if not reason:
         raise ValidationError("Say why this word is acceptable here.")
@@ -643,7 +636,7 @@ def _checks_pass(campaign: Campaign) -> None:
 
 def campaign_submit(*, campaign: Campaign, by: AbstractBaseUser | None) -> Campaign:
     """Ask for approval; only a campaign whose content checks pass."""
-    _require_role(campaign.unit, by, Role.EDITOR)
+    require_role(campaign.unit, by, Role.EDITOR)
     _checks_pass(campaign)
     return campaign_transition(
         campaign=campaign,
@@ -659,7 +652,7 @@ def campaign_approve(*, campaign: Campaign, by: AbstractBaseUser, comment: str =
     unit allows self-approval), with the checks passing, and the audience recorded."""
     from campaigns.selectors import audience_summary, unit_settings
 
-    _require_role(campaign.unit, by, Role.APPROVER)
+    require_role(campaign.unit, by, Role.APPROVER)
     if campaign.created_by_id == by.pk and not unit_settings(campaign.unit).allow_self_approval:
         raise PermissionDenied(
             "You wrote this campaign: another approver must approve it (the unit's settings "
@@ -684,7 +677,7 @@ def campaign_approve(*, campaign: Campaign, by: AbstractBaseUser, comment: str =
 
 def campaign_reject(*, campaign: Campaign, by: AbstractBaseUser, comment: str) -> Campaign:
     """Send a campaign back to its editors with the approver's reasons."""
-    _require_role(campaign.unit, by, Role.APPROVER)
+    require_role(campaign.unit, by, Role.APPROVER)
     if not comment.strip():
         raise ValidationError("Say what needs to change: the editors read your comment.")
     return campaign_transition(
@@ -701,7 +694,7 @@ def campaign_schedule(
     *, campaign: Campaign, by: AbstractBaseUser | None, when: datetime | None = None
 ) -> Campaign:
     """Send an approved campaign now (`when` None) or at a time; a beat task starts it."""
-    _require_role(campaign.unit, by, Role.EDITOR)
+    require_role(campaign.unit, by, Role.EDITOR)
     now = timezone.now()
     if when is not None and when < now:
         raise ValidationError("That time has passed: choose a later one, or send now.")
@@ -725,7 +718,7 @@ def campaign_cancel(*, campaign: Campaign, by: AbstractBaseUser | None) -> Campa
     """Stop a campaign for good (sending campaigns stop between batches)."""
     from campaigns.models import Delivery, DeliveryStatus, SkipReason
 
-    _require_role(campaign.unit, by, Role.EDITOR)
+    require_role(campaign.unit, by, Role.EDITOR)
     now = timezone.now()
     campaign = campaign_transition(
         campaign=campaign,
@@ -763,7 +756,7 @@ def campaign_pause(
 ) -> Campaign:
     """Sending → paused, by a person, or by the system with the `reason` its page shows
     (dispatch after failures in a row, the circuit breaker after complaints or bounces)."""
-    _require_role(campaign.unit, by, Role.EDITOR)
+    require_role(campaign.unit, by, Role.EDITOR)
     return campaign_transition(
         campaign=campaign,
         action="pause",
@@ -779,7 +772,7 @@ def campaign_resume(*, campaign: Campaign, by: AbstractBaseUser | None = None) -
     from campaigns.dispatch import campaign_kick_on_commit
 
     reason = Campaign.objects.filter(pk=campaign.pk).values_list("pause_reason", flat=True).first()
-    _require_role(campaign.unit, by, Role.APPROVER if reason else Role.EDITOR)
+    require_role(campaign.unit, by, Role.APPROVER if reason else Role.EDITOR)
     campaign = campaign_transition(
         campaign=campaign,
         action="resume",
@@ -805,7 +798,7 @@ def campaign_send_test(
     lists or the sample; not a delivery, not counted by caps or reports."""
     from campaigns.tasks import send_campaign_test
 
-    _require_role(campaign.unit, by, Role.EDITOR)
+    require_role(campaign.unit, by, Role.EDITOR)
     if not by.email:
         raise ValidationError("Your account has no e-mail address; ask operations to add one.")
     audit_record(

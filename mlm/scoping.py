@@ -6,6 +6,7 @@ from collections.abc import Callable
 from functools import wraps
 
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AbstractBaseUser
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
@@ -14,6 +15,18 @@ from django.utils import timezone
 
 from mlm.models import Membership, Role, SenderUnit
 from mlm.two_factor import needs_second_factor
+
+
+def require_role(unit: SenderUnit, user: AbstractBaseUser | None, role: Role) -> None:
+    """Raise PermissionDenied unless `user` holds at least `role` in `unit`.
+
+    `user` None is the system (beat, dispatch), which may do anything a service allows.
+    """
+    if user is None:
+        return
+    membership = Membership.objects.filter(unit=unit, user=user).first()
+    if membership is None or not membership.allows(role):
+        raise PermissionDenied(f"This needs the {Role(role).label.lower()} role in {unit.name}.")
 
 
 class UnitRequest(HttpRequest):

@@ -16,14 +16,15 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import SuspiciousFileOperation, ValidationError
+from django.core.exceptions import PermissionDenied, SuspiciousFileOperation, ValidationError
 from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from consent.models import DMType
-from mlm.models import Membership, Role
+from mlm.models import Role
+from mlm.scoping import require_role
 from mlm.services import audit_record
 from recipients import imports
 from recipients.imports import ATTESTATION, EMAIL, IGNORE, TARGETS, ImportFileError
@@ -199,11 +200,12 @@ def _check_choices(
     if mode == ImportMode.OPT_OUT and not dm_types:
         raise ValidationError("Tick the DM types to withdraw.")
     if mode in (ImportMode.GRANT, ImportMode.SYNC) and by is not None and by.is_authenticated:
-        membership = Membership.objects.filter(unit_id=job.unit_id, user=by).first()
-        if membership is None or not membership.allows(Role.ADMIN):
+        try:
+            require_role(job.unit, by, Role.ADMIN)
+        except PermissionDenied:
             raise ValidationError(
                 "Granting consent and directory syncs need the administrator role."
-            )
+            ) from None
     if mode != ImportMode.GRANT:
         return
     if not dm_types:
