@@ -57,3 +57,37 @@ withdraw_everywhere  # consent/services.py: a global withdrawal (I9), for the ad
 sending_domains_reencrypt  # mlm/services.py: after a rotation of MLM_DKIM_ENCRYPTION_KEY
 _.renew  # mlm/throttle.py: ConcurrencyLimiter's lease operations
 _.holders
+
+# Single sign-on: named in settings (AUTHENTICATION_BACKENDS, SAML/OIDC settings) or called by
+# djangosaml2 and mozilla-django-oidc by name.
+SamlBackend  # mlm/sso/backends.py
+_.attribute_mapping
+_.create_unknown_user
+_.assertion_info
+OidcBackend
+_.get_or_create_user
+saml_config  # mlm/sso/config.py
+oidc_settings
+saml_config_loader
+_.last_login_at  # mlm/sso/services.py
+_.authentication_form  # mlm/sso/views.py: Django's LoginView reads it
+_.redirect_authenticated_user
+saml_failure
+_.login_failure
+oidc_logout_url
+
+# io.RawIOBase, expat and openpyxl call these by name (recipients/imports.py).
+_.readable
+_.readinto
+_.StartDoctypeDeclHandler
+_.EntityDeclHandler
+_.StartElementHandler
+_.EndElementHandler
+_.CharacterDataHandler
+_.read_strings
+_.shared_strings
+
+# Django's query expressions API (recipients/segments.py).
+_.get_source_expressions
+_.set_source_expressions
+_.as_sql
