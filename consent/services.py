@@ -11,6 +11,7 @@ from django.db import connection, transaction
 from django.db.models import Case, Value, When
 from django.utils import timezone
 
+from consent.ledger import Who, record
 from consent.models import (
     ERASED_EVIDENCE,
     Action,
@@ -18,8 +19,6 @@ from consent.models import (
     ConsentEvent,
     DMType,
     DMTypeNotice,
-    Subscription,
-    SubscriptionState,
     Suppression,
     SuppressionReason,
 )
@@ -146,34 +145,16 @@ def dm_type_archive(*, dm_type: DMType, by: AbstractBaseUser | None) -> bool:
 # The ledger ----------------------------------------------------------------------------------
 
 
-def _actor_fields(actor: AbstractBaseUser | None, actor_label: str) -> dict:
+def _who(actor: AbstractBaseUser | None, actor_label: str) -> Who:
     if actor is not None and actor.is_authenticated:
-        return {"actor": actor, "actor_label": actor_label or actor.get_username()}
-    return {"actor": None, "actor_label": actor_label or "system"}
+        return Who(actor_id=actor.pk, actor_label=actor_label or actor.get_username())
+    return Who(actor_id=None, actor_label=actor_label or "system")
 
 
 def _lock(recipient: Recipient) -> Recipient:
     # One consent change per recipient at a time: events of a recipient get ids in commit order,
     # so "latest" is the highest id, and the subscription row is written without races.
     return Recipient.objects.select_for_update().get(pk=recipient.pk)
-
-
-def _fold(event: ConsentEvent) -> None:
-    """Write the subscription row that this event makes current (same transaction)."""
-    state = (
-        SubscriptionState.GRANTED if event.action == Action.GRANT else SubscriptionState.WITHDRAWN
-    )
-    updated = Subscription.objects.filter(
-        recipient_id=event.recipient_id, dm_type_id=event.dm_type_id
-    ).update(state=state, event=event, updated_at=timezone.now())
-    if not updated:
-        Subscription.objects.create(
-            unit_id=event.unit_id,
-            recipient_id=event.recipient_id,
-            dm_type_id=event.dm_type_id,
-            state=state,
-            event=event,
-        )
 
 
 def _check_dm_types(recipient: Recipient, dm_types: Sequence[DMType], *, granting: bool) -> None:
@@ -209,24 +190,17 @@ def grant(
     if recipient.status == RecipientStatus.ERASED:
         raise ConsentError("This recipient was erased; consent cannot be recorded.")
     _check_dm_types(recipient, dm_types, granting=True)
-    events = []
-    for dm_type in dm_types:
-        event = ConsentEvent.objects.create(
-            unit_id=recipient.unit_id,
-            recipient=recipient,
-            dm_type=dm_type,
-            action=Action.GRANT,
-            channel=channel,
-            evidence=evidence.strip(),
-            notice=dm_type.current_notice,
-            ip_address=ip_address,
-            user_agent=user_agent[:500],
-            campaign_code=campaign_code,
-            **_actor_fields(actor, actor_label),
-        )
-        _fold(event)
-        events.append(event)
-    return events
+    return record(
+        recipient=recipient,
+        action=Action.GRANT,
+        dm_types=dm_types,
+        channel=channel,
+        evidence=evidence.strip(),
+        who=_who(actor, actor_label),
+        ip_address=ip_address,
+        user_agent=user_agent,
+        campaign_code=campaign_code,
+    )
 
 
 @transaction.atomic
@@ -246,23 +220,17 @@ def withdraw(
     recipient = _lock(recipient)
     scopes: list[DMType | None] = [None] if dm_types is None else list(dm_types)
     _check_dm_types(recipient, [s for s in scopes if s is not None], granting=False)
-    events = []
-    for dm_type in scopes:
-        event = ConsentEvent.objects.create(
-            unit_id=recipient.unit_id,
-            recipient=recipient,
-            dm_type=dm_type,
-            action=Action.WITHDRAW,
-            channel=channel,
-            evidence=evidence.strip(),
-            ip_address=ip_address,
-            user_agent=user_agent[:500],
-            campaign_code=campaign_code,
-            **_actor_fields(actor, actor_label),
-        )
-        _fold(event)
-        events.append(event)
-    return events
+    return record(
+        recipient=recipient,
+        action=Action.WITHDRAW,
+        dm_types=scopes,
+        channel=channel,
+        evidence=evidence.strip(),
+        who=_who(actor, actor_label),
+        ip_address=ip_address,
+        user_agent=user_agent,
+        campaign_code=campaign_code,
+    )
 
 
 @transaction.atomic

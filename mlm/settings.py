@@ -316,6 +316,12 @@ MLM_IMPORT_MAX_COMPRESSION_RATIO = env_int(
     100,
     "Largest ratio of an XLSX workbook's unpacked to packed size: past it, it is a zip bomb.",
 )
+MLM_IMPORT_PREVIEW_SECONDS = env_int(
+    "MLM_IMPORT_PREVIEW_SECONDS",
+    10,
+    "Seconds the upload request may spend reading a workbook's first rows for the preview; past "
+    "them the person is told to save it as CSV (the web server's own timeout is longer).",
+)
 MLM_IMPORT_LEASE_SECONDS = env_int(
     "MLM_IMPORT_LEASE_SECONDS",
     300,

@@ -71,12 +71,17 @@ def import_job(request: UnitRequest, list_code: UUID, job_code: UUID) -> HttpRes
     )
     if started is not None:
         return redirect("import_job", request.unit.slug, list_code, job.code)
+    try:
+        preview = imports.preview(job)
+    except imports.ImportFileError as error:  # read at upload; now past the preview's bound
+        preview = None
+        messages.error(request, f"The preview cannot be shown: {error}")
     context = {
         "job": job,
         "list": job.recipient_list,
         "form": form,
         "reread_form": ImportRereadForm(job=job),
-        "preview": imports.preview(job),
+        "preview": preview,
     }
     return render(request, "imports/job.html", context)
 

@@ -1,12 +1,13 @@
 """Recipient files in and out: reading, decoding, checking, staging and applying an import.
 
-Rows are read as a stream (CSV through the csv module, XLSX through openpyxl's read-only mode)
-and checked in Python where one row is enough: the address (email-validator's rules, no
-network), the audience of the list (I3), the category, the lengths. They are copied (COPY) to a
-staging table of the worker's connection, so memory stays flat however large the file. What
-needs the whole file or the database — duplicates, suppressions, recipients the unit already
-has — is checked in SQL, and the import is applied with set-based statements in one
-transaction: a failed import changes nothing.
+Rows are read as a stream (CSV through the csv module, XLSX through openpyxl's read-only mode,
+its sheet and shared texts size-checked before they are parsed: _CheckedPart) and checked in
+Python where one row is enough: the address (email-validator's rules, no network), the audience
+of the list (I3), the category, the lengths. They are copied (COPY) to a staging table of the
+worker's connection, so memory stays flat however large the file. What needs the whole file or
+the database — duplicates, suppressions, recipients the unit already has — is checked in SQL,
+and the import is applied with set-based statements in one transaction: a failed import changes
+nothing.
 
 Consent is written exactly as consent.services.grant / withdraw would, row by row: one event per
 (recipient, DM type) with its evidence and notice version, and the subscription row of each pair
@@ -23,7 +24,6 @@ import codecs
 import csv
 import datetime
 import functools
-import hashlib
 import io
 import itertools
 import json
@@ -41,7 +41,7 @@ import email_validator
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 from email_validator.rfc_constants import (
     CASE_INSENSITIVE_MAILBOX_NAMES,
     DOT_ATOM_TEXT,
@@ -49,9 +49,16 @@ from email_validator.rfc_constants import (
 )
 from email_validator.syntax import EmailSyntaxError, validate_email_domain_name
 
-from consent.models import ConsentEvent, Subscription, Suppression, SuppressionReason
+from consent.ledger import Who, record_bulk
+from consent.models import (
+    Action,
+    Channel,
+    Suppression,
+    SuppressionReason,
+)
 from consent.services import carry_case_sensitive_suppressions
-from recipients.addresses import InvalidAddress, address_key, normalise_address
+from mlm.inserts import insert_parts, table
+from recipients.addresses import AddressHasher, InvalidAddress, normalise_address
 from recipients.models import (
     Audience,
     Category,
@@ -136,6 +143,9 @@ _CHUNK = 1024 * 1024
 # row problem (the row checks refuse an over-long value with its line). Past this, the file.
 CELL_LIMIT = 16 * 1024 * 1024
 csv.field_size_limit(CELL_LIMIT)
+# A row whose cells together hold more text than this is refused (a problem of its row), in
+# whichever columns, imported or ignored: no row of people's data is this large.
+ROW_LIMIT = 1024 * 1024
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
 # Candidates for a file that is not UTF-8. Big5-HKSCS reads every Big5 file and the Hong Kong
 # characters besides; GB18030 reads GB2312 and GBK files.
@@ -300,11 +310,18 @@ def _file_format(stream: IO[bytes]) -> str:
 # What an XLSX may expand to before it is opened: a few compressed megabytes can hold
 # gigabytes of repeated XML (a "zip bomb"), which openpyxl would parse in memory.
 _NOT_A_WORKBOOK = "This file is not a table we can read: it is a ZIP archive but not an Excel "
+# Parts that openpyxl parses whole (the workbook, its styles, relations…): an ordinary workbook's
+# are far smaller. The worksheet and the shared texts are read as a stream, under CELL_LIMIT.
+_PART_LIMIT = 4 * 1024 * 1024
+_STREAMED_PART = re.compile(r"^xl/(worksheets/[^/]+\.xml|sharedStrings\.xml)$", re.IGNORECASE)
+_PARSED_PART = re.compile(r"\.(xml|rels|vml)$", re.IGNORECASE)
+_MB = 1024 * 1024
 
 
 def _check_expansion(stream: IO[bytes]) -> None:
     """Refuse a workbook whose parts expand past MLM_IMPORT_MAX_UNCOMPRESSED_BYTES or by more
-    than MLM_IMPORT_MAX_COMPRESSION_RATIO, before anything is decompressed."""
+    than MLM_IMPORT_MAX_COMPRESSION_RATIO, or whose other XML parts (read whole) are larger
+    than an ordinary workbook's, before anything is decompressed."""
     stream.seek(0)
     try:
         with zipfile.ZipFile(stream) as archive:
@@ -317,8 +334,8 @@ def _check_expansion(stream: IO[bytes]) -> None:
     ratio = settings.MLM_IMPORT_MAX_COMPRESSION_RATIO
     if expanded > limit:
         raise ImportFileError(
-            f"This workbook expands to {expanded / 1024 / 1024:,.0f} MB when unpacked; an import "
-            f"reads workbooks of up to {limit / 1024 / 1024:,.0f} MB unpacked. Save it as CSV, or "
+            f"This workbook expands to {expanded / _MB:,.0f} MB when unpacked; an import "
+            f"reads workbooks of up to {limit / _MB:,.0f} MB unpacked. Save it as CSV, or "
             "split it."
         )
     if expanded / packed > ratio:
@@ -326,16 +343,248 @@ def _check_expansion(stream: IO[bytes]) -> None:
             f"This workbook is packed {expanded // packed:,} to 1 (at most {ratio} to 1 is read): "
             "it is not an ordinary spreadsheet. Save it as CSV and import that."
         )
+    for member in members:
+        name = member.filename
+        if (
+            member.file_size > _PART_LIMIT
+            and _PARSED_PART.search(name)
+            and not _STREAMED_PART.match(name)
+        ):
+            raise ImportFileError(
+                f"This workbook's part {name} is {member.file_size / _MB:,.1f} MB; an import reads "
+                f"such parts of up to {_PART_LIMIT // _MB} MB. Save the workbook as CSV and "
+                "import that."
+            )
 
 
-def _open_workbook(stream: IO[bytes]):
-    from openpyxl import load_workbook
+def _no_deadline() -> None:
+    """The worker reads a whole file, however long it takes."""
+
+
+class _CheckedPart(io.RawIOBase):
+    """A streamed part of a workbook (its worksheet, or its shared texts), checked as it is read:
+    no cell and no row holds more than CELL_LIMIT bytes of XML, and the deadline holds. Data
+    reaches the XML parser only once checked, so a huge cell is refused before it is in memory.
+    """
+
+    _TAGS = {
+        "sheet": re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?(row|c)(?=[\s>/])"),
+        "strings": re.compile(rb"<(?:[A-Za-z_][\w.\-]*:)?(si)(?=[\s>/])"),
+    }
+    _ROW_NUMBER = re.compile(rb"""\sr\s*=\s*["'](\d+)""")
+    _READ = 64 * 1024
+
+    def __init__(self, source: IO[bytes], kind: str, deadline: Callable[[], None]) -> None:
+        super().__init__()
+        self.source, self.kind, self.deadline = source, kind, deadline
+        self.tags = self._TAGS[kind]
+        self.ready, self.offset = b"", 0  # checked; what the parser has not read yet
+        self.carry: list[bytes] = []  # after the last '>': a tag may be cut there
+        self.carried = 0
+        self.ended = False
+        self.row = 0  # the row (or shared text) being read
+        self.cell = 0  # bytes of XML of the cell (or shared text) being read
+        self.row_size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while not self.ended and (size < 0 or len(self.ready) - self.offset < size):
+            self.deadline()
+            chunk = self.source.read(self._READ)
+            cut = chunk.rfind(b">") + 1
+            if chunk and not cut:
+                # Text without a tag end (a large cell): counted, joined once a tag ends.
+                self.carry.append(chunk)
+                self.carried += len(chunk)
+                self._limit(self.carried)
+                continue
+            self.ended = not chunk
+            data = b"".join([*self.carry, chunk[:cut] if chunk else b""])
+            self.carry, self.carried = [chunk[cut:]] if chunk else [], len(chunk) - cut
+            self._check(data)
+            self._limit(self.carried)
+        out = self.ready[self.offset : None if size < 0 else self.offset + size]
+        self.offset += len(out)
+        return out
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.source.close()
+        super().close()
+
+    def _check(self, data: bytes) -> None:
+        position = 0
+        for found in self.tags.finditer(data):
+            self.cell += found.start() - position
+            self.row_size += found.start() - position
+            self._limit(0)
+            position = found.start()
+            if found[1] == b"c":
+                self.cell = 0
+                continue
+            self.cell = self.row_size = 0
+            end = data.find(b">", found.end())
+            number = self._ROW_NUMBER.search(data, found.end(), end if end >= 0 else len(data))
+            self.row = int(number[1]) if number and found[1] == b"row" else self.row + 1
+        self.cell += len(data) - position
+        self.row_size += len(data) - position
+        self._limit(0)
+        self.ready, self.offset = self.ready[self.offset :] + data, 0
+
+    def _limit(self, pending: int) -> None:
+        most = CELL_LIMIT // _MB
+        if self.kind == "strings" and self.cell + pending > CELL_LIMIT:
+            raise ImportFileError(
+                f"Text number {self.row} shared by the workbook's cells is larger than {most} MB, "
+                "which no column of an import can hold. Remove it and import the file again."
+            )
+        if self.kind == "sheet" and self.row_size + pending > CELL_LIMIT:
+            where = f"Row {self.row} of the workbook" if self.row else "The worksheet's start"
+            what = "has a cell" if self.cell + pending > CELL_LIMIT else "is"
+            raise ImportFileError(
+                f"{where} {what} larger than {most} MB, which no column of an import can hold. "
+                "Remove it and import the file again."
+            )
+
+
+class _SharedStrings:
+    """The workbook's shared texts, read only as far as the cells read so far need them and
+    kept compactly (blocks of joined text, not a million strings).
+
+    openpyxl would parse the whole part into a list when the workbook is opened: a hundred
+    megabytes of it took seconds and hundreds of megabytes of memory before the first row.
+    """
+
+    _BLOCK = 1024
+
+    def __init__(self, source: IO[bytes]) -> None:
+        from xml.parsers import expat
+
+        self.source = source
+        self.blocks: list[tuple[str, list[int]]] = []
+        self.current: list[str] = []
+        self.count = 0
+        self.ended = False
+        self.path: list[str] = []
+        self.text: list[str] | None = None
+        parser = expat.ParserCreate(namespace_separator=" ")
+        parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        parser.StartDoctypeDeclHandler = self._refuse
+        parser.EntityDeclHandler = self._refuse
+        parser.StartElementHandler = self._start
+        parser.EndElementHandler = self._end
+        parser.CharacterDataHandler = self._data
+        self.parser = parser
+
+    @staticmethod
+    def _refuse(*_args: Any) -> None:
+        raise ValueError("XML with a DTD or entities is not read")
+
+    def _start(self, name: str, _attributes: Any) -> None:
+        name = name.rpartition(" ")[2]
+        # The text of <t> in <si> or in a run <r>; phonetic guides (<rPh>) are not the text.
+        if name == "si":
+            self.text = []
+        elif name == "t" and self.path and self.path[-1] in ("si", "r") and "rPh" not in self.path:
+            self.path.append("t*")
+            return
+        self.path.append(name)
+
+    def _end(self, _name: str) -> None:
+        name = self.path.pop() if self.path else ""
+        if name == "si" and self.text is not None:
+            self._add("".join(self.text).replace("x005F_", ""))
+            self.text = None
+
+    def _data(self, data: str) -> None:
+        if self.path and self.path[-1] == "t*" and self.text is not None:
+            self.text.append(data)
+
+    def _add(self, text: str) -> None:
+        self.current.append(text)
+        self.count += 1
+        if len(self.current) == self._BLOCK:
+            offsets = list(itertools.accumulate(map(len, self.current), initial=0))
+            self.blocks.append(("".join(self.current), offsets))
+            self.current = []
+
+    def __getitem__(self, index: int) -> str:
+        while index >= self.count and not self.ended:
+            chunk = self.source.read(64 * 1024)
+            self.parser.Parse(chunk, not chunk)
+            self.ended = not chunk
+        if not 0 <= index < self.count:
+            raise IndexError(f"shared text {index} is not in the workbook")
+        block, at = divmod(index, self._BLOCK)
+        if block == len(self.blocks):
+            return self.current[at]
+        text, offsets = self.blocks[block]
+        return text[offsets[at] : offsets[at + 1]]
+
+
+class _CheckedArchive:
+    """The archive as openpyxl's read-only worksheets see it: each read of a sheet is checked
+    (_CheckedPart). While the workbook is being opened, a sheet reads as empty: openpyxl would
+    look for its <dimension> there, parsing the whole sheet when it has none."""
+
+    def __init__(self, archive: zipfile.ZipFile, deadline: Callable[[], None]) -> None:
+        self.archive, self.deadline, self.opened = archive, deadline, False
+
+    def open(self, name: str) -> IO[bytes]:
+        if not self.opened:
+            return io.BytesIO(b"<worksheet/>")
+        return _CheckedPart(self.archive.open(name), "sheet", self.deadline)
+
+    def close(self) -> None:
+        self.archive.close()
+
+
+_DIMENSION = re.compile(
+    rb"""<(?:[A-Za-z_][\w.\-]*:)?dimension\s+ref\s*=\s*["'][^"':]*:?[A-Z]*(\d+)"""
+)
+
+
+def _claimed_rows(archive: zipfile.ZipFile, path: str) -> int | None:
+    """The last row the sheet's <dimension> claims (it comes before the rows), if any."""
+    with archive.open(path) as part:
+        found = _DIMENSION.search(part.read(64 * 1024))
+    return int(found[1]) if found else None
+
+
+def _open_workbook(stream: IO[bytes], deadline: Callable[[], None]):
+    """The workbook in openpyxl's read-only mode, its sheets and shared texts read as checked
+    streams (_CheckedPart, _SharedStrings), and the rows its first sheet claims to have."""
+    from openpyxl.reader.excel import SHARED_STRINGS, ExcelReader
+
+    class Reader(ExcelReader):
+        def read_strings(self) -> None:
+            part = self.package.find(SHARED_STRINGS)
+            if part is not None:
+                source = self.archive.open(part.PartName[1:])
+                self.shared_strings = _SharedStrings(_CheckedPart(source, "strings", deadline))
+
+        def read_workbook(self) -> None:
+            super().read_workbook()
+            self.wb._archive = _CheckedArchive(self.archive, deadline)
 
     _check_expansion(stream)
     stream.seek(0)
     try:
         # openpyxl parses through defusedxml (a dependency): no DTD, no entity expansion.
-        return load_workbook(stream, read_only=True, data_only=True)
+        reader = Reader(stream, read_only=True, data_only=True)
+        reader.read()
+        workbook = reader.wb
+        workbook._archive.opened = True
+        sheets = workbook.worksheets
+        claimed = _claimed_rows(reader.archive, sheets[0]._worksheet_path) if sheets else None
+    except ImportFileError:
+        raise
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as error:
         if not (isinstance(error, ValueError) and "XML" in str(error)):
             raise ImportFileError(f"{_NOT_A_WORKBOOK}workbook (.xlsx) ({error}).") from None
@@ -348,19 +597,20 @@ def _open_workbook(stream: IO[bytes]):
             f"This workbook cannot be read: its XML is broken or not allowed "
             f"({type(error).__name__}). Open it in Excel and save it again, or save it as CSV."
         ) from None
+    return workbook, claimed
 
 
-def _xlsx_rows(stream: IO[bytes]) -> tuple[Iterator[tuple[int, list[str]]], int | None, Callable]:
-    workbook = _open_workbook(stream)
+def _xlsx_rows(
+    stream: IO[bytes], deadline: Callable[[], None] = _no_deadline
+) -> tuple[Iterator[tuple[int, list[str]]], int | None, Callable]:
+    workbook, claimed = _open_workbook(stream, deadline)
     sheet = workbook.worksheets[0] if workbook.worksheets else None
     if sheet is None:
         workbook.close()
         raise ImportFileError("The workbook has no worksheet.")
     # The sheet's <dimension> is what the file claims; it only estimates the progress. Rows are
-    # read as they are, not padded to the claimed width.
-    claimed = sheet.max_row if isinstance(sheet.max_row, int) else None
+    # read as they are, not padded to a claimed width.
     total = claimed if claimed and 1 < claimed <= 1_048_576 else None
-    sheet.reset_dimensions()
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         number = 0
@@ -445,16 +695,44 @@ def _column_names(first_row: list[str], has_header: bool, width: int) -> list[st
     return [f"Column {i}" for i in range(1, width + 1)]
 
 
+def _preview_deadline(clock: Callable[[], float]) -> Callable[[], None]:
+    """A check that raises ImportFileError once MLM_IMPORT_PREVIEW_SECONDS have passed."""
+    seconds = settings.MLM_IMPORT_PREVIEW_SECONDS
+    end = clock() + seconds
+
+    def check() -> None:
+        if clock() > end:
+            raise ImportFileError(
+                f"The first rows of this workbook could not be read within {seconds} seconds: "
+                "it is too large or too complex to preview. Save it as CSV and import that, or "
+                "split it."
+            )
+
+    return check
+
+
 def sniff(
-    stream: IO[bytes], *, encoding: str = "", delimiter: str = "", has_header: bool | None = None
+    stream: IO[bytes],
+    *,
+    encoding: str = "",
+    delimiter: str = "",
+    has_header: bool | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Sniffed:
     """Read the head of a file: format, encoding (detected unless chosen), delimiter, header
-    and the first rows. Raises ImportFileError with a plain reason if it is not a table."""
+    and the first rows. Raises ImportFileError with a plain reason if it is not a table.
+
+    It runs in the web request: it reads the first rows only (a CSV's first 256 KB; a
+    workbook's first rows, within MLM_IMPORT_PREVIEW_SECONDS as `clock` counts them)."""
     file_format = _file_format(stream)
     if file_format == "xlsx":
-        rows, _total, close = _xlsx_rows(stream)
+        deadline = _preview_deadline(clock)
+        rows, _total, close = _xlsx_rows(stream, deadline)
         try:
-            head = list(itertools.islice(rows, 6))
+            head = []
+            for row in itertools.islice(rows, 6):
+                head.append(row)
+                deadline()
         finally:
             close()
         sniffed = Sniffed(file_format="xlsx")
@@ -596,31 +874,6 @@ def normalise_import_address(raw: str) -> str:
 StagedRow = tuple[int, str, str | None, str, str, str, str, str, str | None, str | None]
 
 
-class AddressHasher:
-    """recipients.addresses.address_hash (of the address in lower case), with the key's HMAC
-    states computed once.
-
-    hmac.digest sets the key up on every call; an import hashes a million addresses, so the
-    inner and outer SHA-256 states are prepared once and copied (RFC 2104, same result).
-    """
-
-    def __init__(self, key: bytes) -> None:
-        if len(key) > 64:
-            key = hashlib.sha256(key).digest()
-        key = key.ljust(64, b"\0")
-        self._inner = hashlib.sha256(key.translate(_IPAD))
-        self._outer = hashlib.sha256(key.translate(_OPAD))
-
-    def __call__(self, normalised: str) -> str:
-        inner = self._inner.copy()
-        inner.update(address_key(normalised).encode())
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()
-
-
-_IPAD = bytes(x ^ 0x36 for x in range(256))
-_OPAD = bytes(x ^ 0x5C for x in range(256))
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
 
 
@@ -642,7 +895,7 @@ class RowChecker:
         self.default_category = job.default_category or (
             Category.EXTERNAL if self.audience == Audience.EXTERNAL else ""
         )
-        self.hash = AddressHasher(settings.MLM_ADDRESS_HASH_KEY.encode())
+        self.hash = AddressHasher()
         self.limits = (LIMITS[FIRST_NAME], LIMITS[LAST_NAME], LIMITS[LOCALE])
         self._audience_clash: dict[tuple[str, str], bool] = {}
 
@@ -654,10 +907,14 @@ class RowChecker:
 
     def check(self, line: int, cells: list[str]) -> StagedRow | None:
         """The staged row, or None for a row without any content (skipped silently)."""
-        if "\x00" in "\x1f".join(cells):
+        joined = "\x1f".join(cells)
+        if "\x00" in joined:
             # PostgreSQL text cannot hold NUL: the row is refused, its cells kept without it.
             problem = "The row holds a NUL character (binary data, not text)."
             return self._refused(line, [c.replace("\x00", "") for c in cells], problem)
+        if len(joined) > ROW_LIMIT and (size := len(joined) - len(cells) + 1) > ROW_LIMIT:
+            problem = f"The row holds {size:,} characters; a row holds at most {ROW_LIMIT:,}."
+            return self._refused(line, [c[: LIMITS[ATTRIBUTE]] for c in cells], problem)
         width = self.width
         if len(cells) != width:
             if len(cells) < width:
@@ -755,10 +1012,6 @@ _STAGE_COLUMNS = (
 _COPY_CHUNK = 20_000
 
 
-def _table(model: type[models.Model]) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
-
-
 # A UUIDv7-style code (RFC 9562): the creation millisecond, then 74 random bits. A million new
 # recipients then append to the end of the code index instead of touching random pages all over
 # it, which thrashes PostgreSQL's buffers; the codes stay unguessable.
@@ -767,31 +1020,6 @@ _TIME_ORDERED_UUID = (
     "substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint) FROM 3) "
     "FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid"
 )
-
-
-def _insert_parts(
-    model: type[models.Model], known: dict[str, str | tuple[str, list[Any]]], now: Any
-) -> tuple[str, str, list[Any]]:
-    """Columns, SELECT expressions and parameters of a raw INSERT … SELECT into `model`.
-
-    `known` gives each column we fill as SQL, or as (SQL, parameters). Any other column (one a
-    later migration adds) gets its model default, so that this statement keeps working.
-    """
-    columns, expressions, params = [], [], []
-    for f in model._meta.concrete_fields:
-        if f.primary_key and f.column not in known:
-            continue
-        columns.append(connection.ops.quote_name(f.column))
-        value = known.get(f.column)
-        if value is None:
-            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-                value = ("%s", [now])
-            else:
-                value = ("%s", [f.get_db_prep_save(f.get_default(), connection)])
-        sql, values = (value, []) if isinstance(value, str) else value
-        expressions.append(sql)
-        params.extend(values)
-    return ", ".join(columns), ", ".join(expressions), params
 
 
 @dataclass
@@ -906,7 +1134,7 @@ class ImportRun:
             "WHERE s.problem IS NULL AND s.email_hash = d.email_hash AND s.line <> d.first",
             ["Duplicate of line "],
         )
-        recipients = _table(Recipient)
+        recipients = table(Recipient)
         if mode == ImportMode.OPT_OUT:
             self._execute(
                 f"UPDATE {STAGE} AS s SET problem = %s, kind = 'erased' FROM {recipients} AS r "
@@ -938,7 +1166,7 @@ class ImportRun:
         self._execute(
             f"UPDATE {STAGE} AS s SET problem = CASE p.reason {' '.join(reasons)} "
             "ELSE 'Suppressed.' END, kind = 'suppressed' "
-            f"FROM {_table(Suppression)} AS p WHERE s.problem IS NULL "
+            f"FROM {table(Suppression)} AS p WHERE s.problem IS NULL "
             "AND p.email_hash = s.email_hash AND (p.unit_id = %s OR p.unit_id IS NULL)",
             [*params, self.unit_id],
         )
@@ -1066,7 +1294,7 @@ class ImportRun:
         """Lock the unit's recipients named in the file (in id order, so that two imports
         cannot deadlock) and note their ids: nobody else writes their consent until we commit."""
         select = (
-            f"SELECT r.id FROM {_table(Recipient)} AS r JOIN {STAGE} AS s "
+            f"SELECT r.id FROM {table(Recipient)} AS r JOIN {STAGE} AS s "
             "ON r.unit_id = %s AND r.email_hash = s.email_hash WHERE s.problem IS NULL"
         )
         sql = (
@@ -1087,7 +1315,7 @@ class ImportRun:
         changed = " OR ".join(f"r.{c} IS DISTINCT FROM {e}" for c, e in new.items())
         assignments = ", ".join(f"{c} = {e}" for c, e in new.items())
         self.counts.updated_count = self._execute(
-            f"UPDATE {_table(Recipient)} AS r SET {assignments}, updated_at = %s "
+            f"UPDATE {table(Recipient)} AS r SET {assignments}, updated_at = %s "
             f"FROM {STAGE} AS s WHERE r.unit_id = %s AND r.email_hash = s.email_hash "
             f"AND s.problem IS NULL AND ({changed})",
             [self.now, self.unit_id],
@@ -1095,8 +1323,8 @@ class ImportRun:
 
     def _create_new(self) -> None:
         """Create the recipients the unit does not have yet; they grant nothing by themselves."""
-        recipients = _table(Recipient)
-        columns, expressions, params = _insert_parts(
+        recipients = table(Recipient)
+        columns, expressions, params = insert_parts(
             Recipient,
             {
                 "code": _TIME_ORDERED_UUID,
@@ -1138,13 +1366,13 @@ class ImportRun:
             )
         self._execute(f"ANALYZE {IDS}")
 
-    def _count(self, table: str) -> int:
+    def _count(self, name: str) -> int:
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT count(*) FROM {table}")
+            cursor.execute(f"SELECT count(*) FROM {name}")
             return cursor.fetchone()[0]
 
     def _add_to_list(self) -> int:
-        columns, expressions, params = _insert_parts(
+        columns, expressions, params = insert_parts(
             ListMembership,
             {
                 "recipient_list_id": ("%s", [self.list_id]),
@@ -1154,7 +1382,7 @@ class ImportRun:
             self.now,
         )
         insert = (
-            f"INSERT INTO {_table(ListMembership)} ({columns}) SELECT {expressions} FROM {IDS} AS i"
+            f"INSERT INTO {table(ListMembership)} ({columns}) SELECT {expressions} FROM {IDS} AS i"
         )
         # New recipients cannot be on the list yet: a plain insert, cheaper than an upsert.
         conflict = "ON CONFLICT (recipient_list_id, recipient_id) DO NOTHING"
@@ -1173,58 +1401,15 @@ class ImportRun:
     ) -> int:
         """One consent event per (recipient, DM type) and the subscription row it makes current
         — what consent.services.grant / withdraw write, for every recipient at once."""
-        if not dm_types:
-            return 0
-        events, subscriptions = _table(ConsentEvent), _table(Subscription)
-        pairs = " UNION ALL ".join(["SELECT %s AS dm_type_id, %s AS notice_id"] * len(dm_types))
-        pair_params = [value for pair in dm_types for value in pair]
-        ev_columns, ev_expressions, ev_params = _insert_parts(
-            ConsentEvent,
-            {
-                "unit_id": ("%s", [self.unit_id]),
-                "recipient_id": "i.recipient_id",
-                "dm_type_id": "d.dm_type_id",
-                "action": ("%s", [action]),
-                "channel": ("%s", ["import"]),
-                "evidence": ("%s", [evidence]),
-                # A grant names the notice version agreed to; a withdrawal needs none.
-                "notice_id": "d.notice_id" if action == "grant" else "NULL",
-                "actor_id": ("%s", [actor_id]),
-                "actor_label": ("%s", [actor_label]),
-                "ip_address": "NULL",
-                "user_agent": "''",
-                "campaign_code": "NULL",
-                "created_at": ("%s", [self.now]),
-            },
-            self.now,
-        )
-        source = f"SELECT {ev_expressions} FROM {IDS} AS i CROSS JOIN ({pairs}) AS d"
-        sub_columns, sub_expressions, sub_params = _insert_parts(
-            Subscription,
-            {
-                "unit_id": ("%s", [self.unit_id]),
-                "recipient_id": "e.recipient_id",
-                "dm_type_id": "e.dm_type_id",
-                "state": ("%s", ["granted" if action == "grant" else "withdrawn"]),
-                "event_id": "e.id",
-                "updated_at": ("%s", [self.now]),
-            },
-            self.now,
-        )
-        upsert = (
-            "ON CONFLICT (recipient_id, dm_type_id) WHERE dm_type_id IS NOT NULL DO UPDATE SET "
-            "state = excluded.state, event_id = excluded.event_id, updated_at = excluded.updated_at"
-        )
-        # New recipients have no subscription row yet: a plain insert; the others upsert.
-        return sum(
-            self._execute(
-                f"WITH e AS (INSERT INTO {events} ({ev_columns}) {source} WHERE {where} "
-                "RETURNING id, recipient_id, dm_type_id) "
-                f"INSERT INTO {subscriptions} ({sub_columns}) SELECT {sub_expressions} "
-                f"FROM e {conflict}",
-                [*ev_params, *pair_params, *sub_params],
-            )
-            for where, conflict in (("i.created", ""), ("NOT i.created", upsert))
+        return record_bulk(
+            unit_id=self.unit_id,
+            recipients=IDS,
+            action=Action(action),
+            dm_types=dm_types,
+            channel=Channel.IMPORT,
+            evidence=evidence,
+            who=Who(actor_id=actor_id, actor_label=actor_label),
+            now=self.now,
         )
 
     def _remove_leavers(self) -> int:
@@ -1232,9 +1417,9 @@ class ImportRun:
 
         People whose address is in the file but suppressed stay: they have not left.
         """
-        recipients = _table(Recipient)
+        recipients = table(Recipient)
         return self._execute(
-            f"DELETE FROM {_table(ListMembership)} WHERE recipient_list_id = %s "
+            f"DELETE FROM {table(ListMembership)} WHERE recipient_list_id = %s "
             f"AND recipient_id NOT IN (SELECT recipient_id FROM {IDS}) "
             f"AND recipient_id NOT IN (SELECT r.id FROM {recipients} AS r JOIN {STAGE} AS s "
             "ON r.unit_id = %s AND r.email_hash = s.email_hash WHERE s.kind = 'suppressed')",

@@ -73,6 +73,11 @@ def test_the_identity_is_the_whole_address_in_lower_case_after_idna():
     assert len(hashes) == 1
 
 
+def test_the_hash_is_the_keyed_hmac_sha256_of_the_identity():
+    assert address_hash(ERIN) == _case_sensitive_hash(ERIN.lower())
+    assert address_hash(ERIN) != _case_sensitive_hash(ERIN)
+
+
 def test_erasure_refuses_every_case_variant_afterwards(world, visitors, news):
     """The review's case: after erasing Erin.Subject@Example.ORG, imports of case variants
     created and granted new recipients, and both were mailable."""

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
+from pathlib import Path
 
+from django.core.files import File
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 
 from consent.models import DMType
 from consent.services import dm_type_create
@@ -63,3 +67,22 @@ def run_import(
         enqueue=False,
     )
     return import_run(job_id=job.pk)
+
+
+def post_upload(client, recipient_list: RecipientList, path: Path) -> tuple[int, str]:
+    """Upload a file through the real view: the status, and the page (a refusal stays on the
+    form with its message; a redirect goes to the preview)."""
+    url = reverse("import_upload", args=[recipient_list.unit.slug, recipient_list.code])
+    with open(path, "rb") as data:
+        response = client.post(url, {"file": File(data, name=path.name)})
+    return response.status_code, html.unescape(response.content.decode())
+
+
+def start_on_page(client, job: ImportJob, **choices: str) -> None:
+    """Start an uploaded import through its page, with the columns as guessed (adding by
+    default); the task is queued once the request commits."""
+    recipient_list = job.recipient_list
+    url = reverse("import_job", args=[recipient_list.unit.slug, recipient_list.code, job.code])
+    columns = {f"column_{i}": target for i, target in enumerate(job.mapping)}
+    response = client.post(url, {**columns, "mode": "add", **choices})
+    assert response.status_code == 302, response.content.decode()[-2000:]
