@@ -100,7 +100,9 @@ def sample_links() -> dict[str, str]:
     }
 
 
-def with_web_version_line(parts: MailParts, url: str, label: str, *, html: bool, text: bool):
+def with_web_version_line(
+    parts: MailParts, url: str, label: str, *, html: bool, text: bool
+) -> MailParts:
     """`parts` with a small "view in your browser" line at the top of the HTML part (just
     inside `<body>`, else first) and of the text part, where asked."""
     if not url or not (html or text):
