@@ -2,10 +2,12 @@
 
 Builds (once, then reuses) its own database `mlm_bench_audience` on the server of DATABASE_URL:
 one unit, 10 DM types, 1,000,000 recipients (mostly external, some internal, a few bounced or
-complained), about four million consent events with grants, withdrawals, "withdraw all" and
-re-grants, the subscriptions as the exact fold of those events (verify_consent passes), and unit
-and global suppressions. Then it times `consent.selectors.sendable` for one DM type: a COUNT and
-an INSERT … SELECT of the ids into a scratch table, and prints the plan.
+complained; with attributes for segments: organisation, year, city, phone), one list of every
+external recipient (bench/segment.py's), about four million consent events with grants,
+withdrawals, "withdraw all" and re-grants, the subscriptions as the exact fold of those events
+(verify_consent passes), and unit and global suppressions. Then it times
+`consent.selectors.sendable` for one DM type: a COUNT and an INSERT … SELECT of the ids into a
+scratch table, and prints the plan.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/mlm python bench/audience.py [--fresh]
 
@@ -27,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 RECIPIENTS = 1_000_000
 DM_TYPES = 10
-BUILD = "audience-v1"  # change when the data below changes: the database is rebuilt
+BUILD = "audience-v2"  # change when the data below changes: the database is rebuilt
 BENCH_DB = "mlm_bench_audience"
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,13 +98,51 @@ def copy_recipients(cursor, unit_id: int, key: bytes) -> None:
                 status = "active"
             chunk.append(
                 f"{_uuid(i)}\t{unit_id}\t{email}\t{digest}\tFirst{i}\tLast{i}\t{category}\ten\t"
-                f'{{"org": "Org {i % 977}"}}\t{status}\t2025-01-01 00:00:00+00\t'
+                f"{_attributes(i)}\t{status}\t2025-01-01 00:00:00+00\t"
                 "2025-01-01 00:00:00+00\n"
             )
             if len(chunk) == 50_000:
                 copy.write("".join(chunk))
                 chunk = []
         copy.write("".join(chunk))
+
+
+CITIES = [
+    "Hong Kong",
+    "Kowloon",
+    "Shenzhen",
+    "Singapore",
+    "London",
+    "Paris",
+    "Toronto",
+    "Sydney",
+    "Macau",
+    "Taipei",
+]
+
+
+def _attributes(i: int) -> str:
+    """A recipient's attributes (JSON text for COPY): an organisation, a graduation year from
+    1980 to 2024, a city of ten, and a phone number for six in ten, drawn independently."""
+    phone = f', "phone": "+852 {i % 10_000:04d} {i % 7_919:04d}"' if (i * 13) % 10 < 6 else ""
+    year = 1980 + (i * 7_919) % 45
+    return f'{{"org": "Org {i % 977}", "year": "{year}", "city": "{CITIES[(i * 31) % 10]}"{phone}}}'
+
+
+def build_list(cursor, unit_id: int) -> None:
+    """One external list, "Alumni and friends", holding every external recipient."""
+    cursor.execute(
+        "INSERT INTO recipients_recipientlist (code, unit_id, name, audience, description, "
+        "created_at) VALUES (%s, %s, 'Alumni and friends', 'external', '', now()) RETURNING id",
+        [_uuid(0), unit_id],
+    )
+    list_id = cursor.fetchone()[0]
+    cursor.execute(
+        "INSERT INTO recipients_listmembership (recipient_list_id, recipient_id, added_at) "
+        "SELECT %s, id, now() FROM recipients_recipient "
+        "WHERE unit_id = %s AND category = 'external'",
+        [list_id, unit_id],
+    )
 
 
 def _uuid(i: int) -> str:
@@ -188,17 +228,22 @@ def build_ledger(cursor, unit_id: int) -> None:
 def build_suppressions(cursor, unit_id: int) -> None:
     cursor.execute(
         f"""INSERT INTO consent_suppression (code, unit_id, email, email_hash, reason, note,
-                                            created_at)
+                                            case_sensitive, created_at)
         SELECT gen_random_uuid(), CASE WHEN r.id % 3 = 0 THEN NULL ELSE {unit_id} END,
                r.email, r.email_hash,
-               CASE WHEN r.id % 3 = 0 THEN 'hard_bounce' ELSE 'manual' END, '', now()
+               CASE WHEN r.id % 3 = 0 THEN 'hard_bounce' ELSE 'manual' END, '', false, now()
         FROM recipients_recipient r
         WHERE abs(hashtextextended(r.id::text || ':s', 0)) % 1000 < 15"""
     )
     print(f"  suppressions: {cursor.rowcount:,} (a third global)")
 
 
-BULK_TABLES = ["recipients_recipient", "consent_consentevent", "consent_subscription"]
+BULK_TABLES = [
+    "recipients_recipient",
+    "recipients_listmembership",
+    "consent_consentevent",
+    "consent_subscription",
+]
 
 
 def drop_secondary_indexes(cursor, tables: list[str]) -> list[str]:
@@ -260,6 +305,7 @@ def build(connection) -> None:
         indexes = drop_secondary_indexes(cursor, BULK_TABLES)
         copy_recipients(cursor, unit.pk, settings.MLM_ADDRESS_HASH_KEY.encode())
         print(f"  recipients: {RECIPIENTS:,} in {time.perf_counter() - started:.1f} s")
+        build_list(cursor, unit.pk)
         build_ledger(cursor, unit.pk)
         build_suppressions(cursor, unit.pk)
         step = time.perf_counter()
@@ -290,8 +336,9 @@ def _load() -> str:
         return "load average unknown"
 
 
-def main() -> None:
-    fresh = "--fresh" in sys.argv[1:]
+def ready_database(fresh: bool) -> None:
+    """Point Django at the bench database and set it up, building its data unless this build's
+    is there already (also for bench/segment.py)."""
     source = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/mlm")
     url, maintenance = bench_url(source)
     reuse = prepare_database(maintenance, fresh)
@@ -309,12 +356,9 @@ def main() -> None:
 
     django.setup()
     from django.core.management import call_command
-    from django.db import connection, transaction
+    from django.db import connection
 
-    from consent.models import DMType
-    from consent.selectors import sendable, subscription_mismatches
-    from mlm.models import SenderUnit
-    from recipients.models import Audience
+    from consent.selectors import subscription_mismatches
 
     call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:
@@ -336,6 +380,16 @@ def main() -> None:
         )
         if mismatches:
             raise SystemExit("The bench ledger is not consistent; fix the build.")
+
+
+def main() -> None:
+    ready_database("--fresh" in sys.argv[1:])
+    from django.db import connection, transaction
+
+    from consent.models import DMType
+    from consent.selectors import sendable
+    from mlm.models import SenderUnit
+    from recipients.models import Audience
 
     unit = SenderUnit.objects.get(slug="engineering")
     dm_type = DMType.objects.get(unit=unit, key="type5")  # granted by about 40 % of externals

@@ -105,12 +105,15 @@ def run_checks(campaign: Campaign) -> CheckReport:
     # Lists and audience (I3), identity.
     lists = list(campaign.lists.all())
     wrong = [rl.name for rl in lists if rl.audience != campaign.audience]
+    segment = campaign.segment
+    if segment is not None:
+        wrong += [segment.name] if segment.audience != campaign.audience else []
     add(
         "lists",
         "Lists of the campaign's audience",
-        bool(lists) and not wrong,
-        "Choose at least one list."
-        if not lists
+        bool(lists or segment) and not wrong,
+        "Choose at least one list or a segment."
+        if not (lists or segment)
         else f"These lists are of the other audience: {', '.join(wrong)}.",
     )
     add(

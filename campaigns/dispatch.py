@@ -60,6 +60,7 @@ from campaigns.models import (
     UnitCampaignSettings,
 )
 from campaigns.sandbox import RenderError
+from campaigns.segments import campaign_segment_freeze
 from campaigns.selectors import campaign_members, frequency_caps
 from campaigns.services import (
     TransitionError,
@@ -145,7 +146,9 @@ def _snapshot_select(campaign: Campaign) -> tuple[str, tuple, int, int]:
 @transaction.atomic
 def deliveries_snapshot(*, campaign: Campaign) -> int:
     """Write the campaign's delivery rows in one statement: `queued` where sendable now (I1),
-    else `skipped` with the reason; rows that exist already are kept (unique per recipient)."""
+    else `skipped` with the reason; rows that exist already are kept (unique per recipient).
+    A segment is resolved here, once, from the copy kept as sending starts."""
+    campaign_segment_freeze(campaign=campaign)
     select, params, unit_cap, inst_cap = _snapshot_select(campaign)
     table = Delivery._meta.db_table
     # Only our own table name is interpolated; values travel as parameters.

@@ -12,7 +12,7 @@ from campaigns.starter import STARTER_LAYOUT_NAME
 from consent.models import DMType
 from mlm.forms import Form
 from mlm.models import SenderUnit
-from recipients.models import Audience, RecipientList
+from recipients.models import Audience, RecipientList, Segment
 
 CODE_AREA = {"rows": 14, "spellcheck": "false", "class": "code"}
 
@@ -26,7 +26,15 @@ class CampaignForm(Form):
     lists = forms.ModelMultipleChoiceField(
         queryset=RecipientList.objects.none(),
         widget=forms.CheckboxSelectMultiple,
-        help_text="Lists of the campaign's audience only.",
+        required=False,
+        help_text="Lists of the campaign's audience only; or choose a segment below.",
+    )
+    segment = forms.ModelChoiceField(
+        queryset=Segment.objects.none(),
+        required=False,
+        empty_label="No segment: the lists above",
+        help_text="Instead of lists: a saved segment of the campaign's audience. Its conditions "
+        "are read when sending starts.",
     )
     identity = forms.ModelChoiceField(queryset=SenderIdentity.objects.none(), label="From")
     reply_to = forms.EmailField(required=False, label="Reply-To")
@@ -63,6 +71,7 @@ class CampaignForm(Form):
             archived_at__isnull=True
         )
         self.fields["lists"].queryset = RecipientList.objects.for_unit(unit)
+        self.fields["segment"].queryset = Segment.objects.for_unit(unit)
         # Identities waiting for operations are not offered: mail cannot go out as them yet.
         self.fields["identity"].queryset = SenderIdentity.objects.for_unit(unit).usable()
         layouts = Layout.objects.for_unit(unit).filter(archived_at__isnull=True)
@@ -75,6 +84,12 @@ class CampaignForm(Form):
             f"{rl.name} ({rl.get_audience_display().split(' (')[0].lower()})"
         )
 
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if not data.get("lists") and not data.get("segment") and "lists" not in self.errors:
+            self.add_error("lists", "Choose at least one list, or a segment.")
+        return data
+
     @classmethod
     def initial_for(cls, campaign: Campaign) -> dict[str, Any]:
         return {
@@ -82,6 +97,7 @@ class CampaignForm(Form):
             "dm_type": campaign.dm_type_id,
             "audience": campaign.audience,
             "lists": list(campaign.lists.values_list("pk", flat=True)),
+            "segment": campaign.segment_id,
             "identity": campaign.identity_id,
             "reply_to": campaign.reply_to,
             "subject": campaign.subject,

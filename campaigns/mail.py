@@ -314,6 +314,9 @@ class CampaignMailer:
         parts = self.render(self.sample_variables(recipient))
         message, message_id = self._message(parts, to=to, subject=TEST_PREFIX + parts.subject)
         message.extra_headers["X-MLM-Test"] = "yes"
+        if recipient is not None:
+            # Kept by the Outbox, it shows the person's data: their erasure must find it (I9).
+            message.mlm_about_hash = recipient.email_hash
         return BuiltMail(message, parts, None, message_id)
 
 

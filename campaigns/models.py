@@ -177,6 +177,20 @@ class Campaign(models.Model):
     )
     audience = models.CharField(max_length=10, choices=Audience.choices)
     lists = models.ManyToManyField("recipients.RecipientList", related_name="campaigns", blank=True)
+    # A campaign targets lists or one segment (lists narrowed by conditions), never both.
+    segment = models.ForeignKey(
+        "recipients.Segment",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="campaigns",
+    )
+    segment_sent = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The segment as it was when sending started: name, lists and conditions; "
+        "the snapshot and the report read this copy.",
+    )
     identity = models.ForeignKey(
         SenderIdentity, on_delete=models.PROTECT, related_name="campaigns", verbose_name="From"
     )

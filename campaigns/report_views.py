@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET
 
 from campaigns import reports
 from campaigns.models import Campaign
+from campaigns.segments import segment_shown
 from mlm.charts import (
     Chart,
     ReferenceLine,
@@ -73,6 +74,7 @@ def campaign_report(request: UnitRequest, campaign_code: UUID) -> HttpResponse:
         "report": report,
         "timeline_chart": _timeline_chart(report.timeline),
         "domain_minimum": reports.DOMAIN_MIN_DELIVERIES,
+        "segment": segment_shown(campaign),
     }
     return render(request, "campaigns/report.html", context)
 

@@ -34,11 +34,13 @@ from campaigns.models import (
     SkipReason,
     UnitCampaignSettings,
 )
+from campaigns.segments import campaign_segment
 from consent.models import DMType, Subscription, SubscriptionState, Suppression
 from consent.selectors import sendable
 from consent.tokens import read_web_version_token
 from mlm.models import Role, SenderUnit
 from recipients.models import Category, ListMembership, Recipient, RecipientStatus
+from recipients.selectors import segment_narrow
 
 
 def unit_settings(unit: SenderUnit) -> UnitCampaignSettings:
@@ -144,11 +146,30 @@ def campaign_list(unit: SenderUnit) -> QuerySet[Campaign]:
 
 
 def campaign_members(campaign: Campaign) -> QuerySet[Recipient]:
-    """Distinct recipients on the campaign's lists (whatever their consent)."""
+    """Distinct recipients on the campaign's lists, or of its segment (whatever their consent).
+
+    A segment's lists and conditions are those kept when sending started, once it has."""
+    recipients = Recipient.objects.filter(unit_id=campaign.unit_id)
+    target = campaign_segment(campaign)
+    if target is not None:
+        lists = [rl["id"] for rl in target["lists"]]
+        return segment_narrow(recipients, lists=lists, conditions=target["conditions"])
     on_lists = ListMembership.objects.filter(
         recipient_list__campaigns=campaign, recipient=OuterRef("pk")
     )
-    return Recipient.objects.filter(unit_id=campaign.unit_id).filter(Exists(on_lists))
+    return recipients.filter(Exists(on_lists))
+
+
+def campaign_list_entries(campaign: Campaign) -> int:
+    """How many list entries the campaign's members have on its lists (a recipient on two
+    lists is two entries)."""
+    target = campaign_segment(campaign)
+    if target is None:
+        return ListMembership.objects.filter(recipient_list__campaigns=campaign).count()
+    return ListMembership.objects.filter(
+        recipient_list__in=[rl["id"] for rl in target["lists"]],
+        recipient__in=campaign_members(campaign).values("pk"),
+    ).count()
 
 
 def sample_recipient(campaign: Campaign) -> Recipient | None:
@@ -236,7 +257,7 @@ def audience_summary(campaign: Campaign) -> AudienceSummary:
     sendable ones; a recipient on several lists is counted once (the rest are duplicates).
     """
     summary = AudienceSummary()
-    summary.list_entries = ListMembership.objects.filter(recipient_list__campaigns=campaign).count()
+    summary.list_entries = campaign_list_entries(campaign)
     members = campaign_members(campaign)
     summary.recipients = members.count()
     summary.duplicates = summary.list_entries - summary.recipients

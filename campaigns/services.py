@@ -38,7 +38,7 @@ from consent.models import DMType
 from mlm.models import Membership, Role, SenderUnit, SendingDomain
 from mlm.sender_checks import Resolver, sending_domain_checks
 from mlm.services import audit_record
-from recipients.models import Audience, RecipientList
+from recipients.models import Audience, RecipientList, Segment
 
 S = CampaignStatus
 
@@ -379,6 +379,7 @@ def _validate_campaign(
     lists: list[RecipientList],
     identity: SenderIdentity,
     layout: Layout | None,
+    segment: Segment | None = None,
 ) -> None:
     if audience not in Audience.values:
         raise ValidationError("A campaign is either internal or external.")
@@ -404,6 +405,25 @@ def _validate_campaign(
                 f" and this campaign is {Audience(audience).label}: a campaign targets lists "
                 "of its own audience only."
             )
+    _validate_segment(unit=unit, audience=audience, lists=lists, segment=segment)
+
+
+def _validate_segment(
+    *, unit: SenderUnit, audience: str, lists: list[RecipientList], segment: Segment | None
+) -> None:
+    """A campaign targets lists or one segment of its unit and audience (I3), not both."""
+    if segment is None:
+        return
+    if lists:
+        raise ValidationError("A campaign targets lists or a segment, not both.")
+    if segment.unit_id != unit.pk:
+        raise ValidationError(f"The segment {segment.name!r} belongs to another unit.")
+    if segment.audience != audience:
+        raise ValidationError(
+            f"The segment {segment.name!r} is {segment.get_audience_display()} and this "
+            f"campaign is {Audience(audience).label}: a campaign targets recipients of its own "
+            "audience only."
+        )
 
 
 @transaction.atomic
@@ -424,13 +444,20 @@ def campaign_create(
     # HTML unless told: the demo and other callers that predate body formats pass HTML; the
     # campaign form chooses Markdown for a new campaign.
     body_format: str = BodyFormat.HTML,
+    segment: Segment | None = None,
 ) -> Campaign:
-    """Write a new draft; lists must be of the campaign's audience (I3)."""
+    """Write a new draft; lists or segment must be of the campaign's audience (I3)."""
     _require_role(unit, by, Role.EDITOR)
     lists = list(lists)
     html_body = _stored_body(body_format=body_format, body=html_body)
     _validate_campaign(
-        unit=unit, dm_type=dm_type, audience=audience, lists=lists, identity=identity, layout=layout
+        unit=unit,
+        dm_type=dm_type,
+        audience=audience,
+        lists=lists,
+        identity=identity,
+        layout=layout,
+        segment=segment,
     )
     _trial_render(
         subject=subject,
@@ -451,6 +478,7 @@ def campaign_create(
         html_body=html_body,
         text_body=text_body,
         layout=layout,
+        segment=segment,
         created_by=by if by is not None and by.is_authenticated else None,
     )
     campaign.full_clean(exclude=["lists"])
@@ -461,9 +489,17 @@ def campaign_create(
         actor=by,
         verb="campaign.create",
         obj=campaign,
-        data={"audience": audience, "lists": [str(rl.code) for rl in lists]},
+        data={
+            "audience": audience,
+            "lists": [str(rl.code) for rl in lists],
+            **_segment_data(segment),
+        },
     )
     return campaign
+
+
+def _segment_data(segment: Segment | None) -> dict[str, str]:
+    return {"segment": str(segment.code)} if segment is not None else {}
 
 
 def _reopen_fields() -> dict[str, Any]:
@@ -505,6 +541,7 @@ def campaign_update(
     layout: Layout | None = None,
     reply_to: str = "",
     body_format: str | None = None,  # None: the campaign's own
+    segment: Segment | None = None,
 ) -> Campaign:
     """Change a campaign that has not started; one waiting for or past approval goes back to
     draft (an approver signs off what is sent, not an earlier version)."""
@@ -519,6 +556,7 @@ def campaign_update(
         lists=lists,
         identity=identity,
         layout=layout,
+        segment=segment,
     )
     _trial_render(
         subject=subject,
@@ -538,6 +576,7 @@ def campaign_update(
         "html_body": html_body,
         "text_body": text_body,
         "layout": layout,
+        "segment": segment,
     }
     probe = Campaign(unit=campaign.unit, **values)
     probe.full_clean(exclude=["lists", "unit", "created_by"], validate_unique=False)
@@ -556,7 +595,11 @@ def campaign_update(
         actor=by,
         verb="campaign.edit",
         obj=campaign,
-        data={"revision": campaign.revision, "lists": [str(rl.code) for rl in lists]},
+        data={
+            "revision": campaign.revision,
+            "lists": [str(rl.code) for rl in lists],
+            **_segment_data(segment),
+        },
     )
     if campaign.status != S.DRAFT:
         campaign = campaign_transition(

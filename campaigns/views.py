@@ -35,6 +35,7 @@ from campaigns.mail import SAMPLE_RECIPIENT, CampaignMailer, sample_links
 from campaigns.models import BodyFormat, Campaign, CampaignStatus, Layout, SenderIdentity
 from campaigns.rendering import CompiledMail
 from campaigns.sandbox import RenderError
+from campaigns.segments import segment_shown
 from mlm.forms import bound, submit
 from mlm.models import AuditEntry, Role
 from mlm.scoping import UnitRequest, unit_view
@@ -139,6 +140,7 @@ def campaign_detail(request: UnitRequest, campaign_code: UUID) -> HttpResponse:
     context = {
         "campaign": campaign,
         "lists": campaign.lists.all(),
+        "segment": segment_shown(campaign),
         "report": run_checks(campaign),
         "audience": selectors.audience_summary(campaign),
         "history": history,

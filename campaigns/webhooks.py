@@ -31,6 +31,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from campaigns.feedback import Feedback, feedback_record
 from campaigns.models import BounceKind, EventKind
+from campaigns.services import send_error_text
 from recipients.addresses import address_hash
 
 log = logging.getLogger(__name__)
@@ -162,10 +163,11 @@ def batched(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
             log.warning("refused a webhook call to %s: %s", request.path, error)
             return HttpResponseBadRequest("Not authenticated.")
         except Exception as error:  # anymail could not parse what was posted
+            # The error may quote the payload: its addresses are blanked, as a log is never
+            # erased (I9).
             log.warning(
-                "refused a webhook call to %s: malformed (%s: %s)",
-                request.path, type(error).__name__, str(error)[:200],
-            )  # fmt: skip
+                "refused a webhook call to %s: malformed (%s)", request.path, send_error_text(error)
+            )
             return HttpResponseBadRequest("Malformed webhook call.")
         finally:
             _batch.reset(token)

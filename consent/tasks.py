@@ -36,20 +36,19 @@ def send_subscription_confirmation(self, request_id: int) -> None:
         message.send()
     except smtplib.SMTPRecipientsRefused:
         # Permanent: the relay refuses the address; the request will simply expire.
-        log.warning("confirmation to %s refused by the relay", subscription_request.email)
+        # Logs name the request, never the address: a log cannot be erased (I9).
+        log.warning("confirmation of request %s refused by the relay", subscription_request.code)
         return
     except smtplib.SMTPResponseException as error:
         if 400 <= error.smtp_code < 500:
             raise self.retry(exc=error, countdown=60 * 2**self.request.retries) from error
-        log.warning("confirmation to %s refused (%s)", subscription_request.email, error.smtp_code)
+        log.warning(
+            "confirmation of request %s refused (%s)", subscription_request.code, error.smtp_code
+        )
         return
     except OSError as error:  # connection refused, timeouts: transient
         raise self.retry(exc=error, countdown=60 * 2**self.request.retries) from error
-    log.info(
-        "confirmation of subscription request %s sent to %s",
-        subscription_request.code,
-        subscription_request.email,
-    )
+    log.info("confirmation of subscription request %s sent", subscription_request.code)
 
 
 @shared_task(name="consent.tasks.purge_subscription_requests")

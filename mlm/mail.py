@@ -31,6 +31,7 @@ class OutboxBackend(BaseEmailBackend):
                     campaign_id=getattr(message, "mlm_campaign_id", None),
                     from_email=message.from_email,
                     recipients="\n".join(recipients),
+                    about_hash=getattr(message, "mlm_about_hash", ""),
                     subject=str(message.subject)[:500],
                     raw=message.message().as_bytes(linesep="\r\n"),
                 )

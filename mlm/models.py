@@ -11,6 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models import Q
 
 from mlm.languages import text_in
 
@@ -200,6 +201,13 @@ class OutboxMessage(models.Model):
     )
     from_email = models.CharField(max_length=320)
     recipients = models.TextField(help_text="Envelope recipients, one per line.")
+    about_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="Keyed hash of the address of the person the message is rendered as, when it "
+        "is not mailed to them (a campaign's [TEST] mail as a recipient): their erasure deletes "
+        "it, and their export lists it.",
+    )
     subject = models.CharField(max_length=500, blank=True)
     raw = models.BinaryField(help_text="The message exactly as a relay would receive it.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -208,6 +216,9 @@ class OutboxMessage(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["about_hash"], condition=~Q(about_hash=""), name="outbox_about")
+        ]
 
     def __str__(self) -> str:
         return self.subject or "(no subject)"

@@ -17,6 +17,7 @@ class NavItem:
 UNIT_NAV: list[NavItem] = [
     NavItem("Recipients", "recipients", Role.VIEWER),
     NavItem("Lists", "lists", Role.VIEWER),
+    NavItem("Segments", "segments", Role.VIEWER),
     NavItem("DM types", "dm_types", Role.VIEWER),
     NavItem("Campaigns", "campaigns", Role.VIEWER),
     NavItem("Reports", "reports", Role.VIEWER),

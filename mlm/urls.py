@@ -20,6 +20,7 @@ unit_patterns = [
     path("outbox/<uuid:message_code>/html/", views.outbox_html, name="outbox_html"),
     path("", include("recipients.urls")),
     path("", include("recipients.import_urls")),
+    path("", include("recipients.segment_urls")),
     path("", include("consent.unit_urls")),
     path("campaigns/", include("campaigns.urls")),
 ]

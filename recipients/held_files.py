@@ -1,5 +1,6 @@
 """Files the app wrote that can name a person: uploads of imports not yet run, and rejected-rows
-reports. The person's export lists them; erasure removes the person from them (I9).
+reports. The person's export lists them; erasure removes the person from them (I9), and from
+what an import job says of its file (its name, column names, evidence and error).
 
 An address is matched in any case, as every refusal matches it: a report or an upload that
 names `Erin@Example.org` names `erin@example.org`.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -16,12 +18,14 @@ from dataclasses import dataclass
 
 from django.core.files import File
 from django.core.files.storage import default_storage
+from django.db.models import Q
 from django.utils import timezone
 
 from mlm.models import SenderUnit
 from recipients.models import ImportJob, ImportStatus
 
 _CHUNK = 1024 * 1024
+ERASED = "[erased]"  # what an erased address becomes in an import job's texts
 ERASED_UPLOAD = (
     "Removed before it was imported: it named a person whose data was erased. Import the file "
     "again without them."
@@ -123,5 +127,28 @@ def erase_from_files(*, unit: SenderUnit, address: str) -> int:
                 default_storage.delete(name)
                 saved = default_storage.save(name, File(spool, name="rejected.csv"))
             ImportJob.objects.filter(pk=job.pk).update(rejected_file=saved)
+        changed += 1
+    return changed
+
+
+def erase_from_jobs(*, unit: SenderUnit, address: str) -> int:
+    """Replace a person's address, in any case, by ERASED in what the unit's import jobs say
+    of their files: a file named after them, a header row that was their row, evidence or an
+    error that quotes them (I9). Returns how many jobs were changed."""
+    pattern = re.compile(re.escape(address), re.IGNORECASE)
+    naming = (
+        Q(file_name__icontains=address)
+        | Q(columns__icontains=address)
+        | Q(evidence__icontains=address)
+        | Q(error__icontains=address)
+    )
+    changed = 0
+    for job in ImportJob.objects.filter(naming, unit=unit):
+        ImportJob.objects.filter(pk=job.pk).update(
+            file_name=pattern.sub(ERASED, job.file_name),
+            columns=[pattern.sub(ERASED, str(name)) for name in job.columns],
+            evidence=pattern.sub(ERASED, job.evidence),
+            error=pattern.sub(ERASED, job.error),
+        )
         changed += 1
     return changed

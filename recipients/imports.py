@@ -1239,9 +1239,8 @@ class ImportRun:
             text.flush()
             text.detach()
             spool.seek(0)
-            stem = re.sub(r"\.[A-Za-z0-9]+$", "", job.file_name)[:80] or "import"
             return default_storage.save(
-                f"imports/{job.unit_id}/{job.code}/rejected-{stem}.csv",
+                f"imports/{job.unit_id}/{job.code}/rejected.csv",
                 File(spool, name="rejected.csv"),
             )
 

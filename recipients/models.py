@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 
 from mlm.models import SenderUnit, UnitScopedQuerySet
@@ -78,6 +80,10 @@ class Recipient(models.Model):
             models.Index(fields=["unit", "category", "status"], name="recipient_unit_cat_status"),
             # A plain B-tree: db_index on a CharField adds a LIKE index no hash is searched with.
             models.Index(fields=["email_hash"], name="recipient_email_hash"),
+            # Segments test attributes for equality by containment (`@>`), which this answers.
+            GinIndex(
+                fields=["attributes"], opclasses=["jsonb_path_ops"], name="recipient_attributes"
+            ),
         ]
         ordering = ["email"]
 
@@ -144,6 +150,35 @@ class ListMembership(models.Model):
         return f"recipient {self.recipient_id} on list {self.recipient_list_id}"
 
 
+class Segment(models.Model):
+    """A saved audience of a unit: lists of one audience (I3) narrowed by conditions on
+    recipient fields and attributes (see recipients.segments for their form)."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    unit = models.ForeignKey(SenderUnit, on_delete=models.PROTECT, related_name="segments")
+    name = models.CharField(max_length=200)
+    audience = models.CharField(max_length=10, choices=Audience.choices)
+    lists = models.ManyToManyField(RecipientList, related_name="segments")
+    conditions = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = UnitScopedQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["unit", "name"], name="segment_name_unique_per_unit")
+        ]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def audit_label(self) -> str:
+        return f"segment {self.code}"
+
+
 # Imports -------------------------------------------------------------------------------------
 
 
@@ -168,7 +203,12 @@ class ImportStatus(models.TextChoices):
 
 
 def _import_upload_to(job: ImportJob, filename: str) -> str:
-    return f"imports/{job.unit_id}/{job.code}/{filename}"
+    # Not the file's own name, which may name a person (I9): it is kept in `file_name` alone,
+    # where erasure finds it.
+    suffix = (
+        re.sub(r"[^a-z0-9]", "", filename.rpartition(".")[2].lower())[:8] if "." in filename else ""
+    )
+    return f"imports/{job.unit_id}/{job.code}/upload" + (f".{suffix}" if suffix else "")
 
 
 class ImportJob(models.Model):

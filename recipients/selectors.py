@@ -1,9 +1,11 @@
-"""Reads of recipients and lists for the browser: search, filters, pages ordered by address."""
+"""Reads of recipients, lists and segments for the browser: search, filters, pages ordered by
+address, segment counts and the attributes a segment can test."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import OperationalError, connection, transaction
@@ -14,7 +16,15 @@ from psycopg import errors
 from consent.models import ConsentEvent, DMType, Suppression
 from consent.selectors import granted, sendable
 from mlm.models import SenderUnit
-from recipients.models import Audience, Category, ListMembership, Recipient, RecipientList
+from recipients.models import (
+    Audience,
+    Category,
+    ListMembership,
+    Recipient,
+    RecipientList,
+    Segment,
+)
+from recipients.segments import MAX_TEXT, Matches
 
 PAGE_SIZE = 50
 MAX_TERMS = 5
@@ -264,3 +274,105 @@ def recipient_suppressions(recipient: Recipient) -> QuerySet[Suppression]:
     return Suppression.objects.filter(
         Q(unit=recipient.unit_id) | Q(unit__isnull=True), email_hash=recipient.email_hash
     ).order_by("created_at")
+
+
+# Segments ----------------------------------------------------------------------------------
+
+
+def segment_narrow(
+    recipients: QuerySet[Recipient], *, lists: Iterable[RecipientList | int], conditions: dict
+) -> QuerySet[Recipient]:
+    """`recipients` that are on any of `lists` and meet `conditions` (validated): one EXISTS and
+    one boolean expression added to the same statement."""
+    on_lists = ListMembership.objects.filter(
+        recipient_list__in=list(lists), recipient=OuterRef("pk")
+    )
+    return recipients.filter(Exists(on_lists), Matches(conditions))
+
+
+def segment_members(segment: Segment) -> QuerySet[Recipient]:
+    """The segment's members now: recipients of its lists who meet its conditions, whatever
+    their consent."""
+    return segment_narrow(
+        Recipient.objects.for_unit(segment.unit),
+        lists=segment.lists.all(),
+        conditions=segment.conditions,
+    )
+
+
+@dataclass(frozen=True)
+class SegmentCount:
+    """How many recipients a segment (saved or being written) holds, and how many of them a
+    campaign of `dm_type` would reach now."""
+
+    members: int
+    dm_type: DMType | None = None
+    sendable: int | None = None
+
+
+def segment_count(
+    *,
+    unit: SenderUnit,
+    audience: str,
+    lists: list[RecipientList],
+    conditions: dict,
+    dm_type: DMType | None = None,
+) -> SegmentCount:
+    """Members of the lists meeting the conditions and, with a DM type, those `sendable`
+    would let a campaign reach (I1 has one definition)."""
+    if not lists:
+        return SegmentCount(0, dm_type, 0 if dm_type else None)
+    members = segment_narrow(Recipient.objects.for_unit(unit), lists=lists, conditions=conditions)
+    reach = None
+    if dm_type is not None:
+        allowed = sendable(unit=unit, dm_type=dm_type, audience=audience)
+        reach = segment_narrow(allowed, lists=lists, conditions=conditions).count()
+    return SegmentCount(members.count(), dm_type, reach)
+
+
+@dataclass(frozen=True)
+class AttributeKey:
+    """An attribute found in a unit's data: how many recipients have it, its common values."""
+
+    key: str
+    count: int
+    values: list[tuple[str, int]]
+
+
+ATTRIBUTE_SAMPLE = 20_000  # the latest recipients with attributes, read for the builder
+ATTRIBUTE_KEYS = 40
+ATTRIBUTE_VALUES = 8
+
+
+def attribute_keys(unit: SenderUnit) -> list[AttributeKey]:
+    """The attribute keys of the unit's latest recipients, most frequent first, each with its
+    most common values: what the segment builder offers."""
+    table = Recipient._meta.db_table
+    # Only our own table name is interpolated; the unit and the limits are parameters.
+    sql = f"""
+        WITH sample AS (
+            SELECT attributes FROM {table}
+            WHERE unit_id = %s AND attributes <> '{{}}'::jsonb
+            ORDER BY id DESC LIMIT %s
+        )
+        SELECT pair.key, pair.value, count(*)
+        FROM sample, jsonb_each_text(sample.attributes) AS pair
+        WHERE char_length(pair.key) <= %s AND char_length(pair.value) <= %s
+        GROUP BY pair.key, pair.value
+    """  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [unit.pk, ATTRIBUTE_SAMPLE, MAX_TEXT, MAX_TEXT])
+        rows = cursor.fetchall()
+    by_key: dict[str, list[tuple[str, int]]] = {}
+    for key, value, count in rows:
+        by_key.setdefault(key, []).append((value, count))
+    found = [
+        AttributeKey(
+            key,
+            sum(n for _, n in values),
+            sorted(values, key=lambda v: (-v[1], v[0]))[:ATTRIBUTE_VALUES],
+        )
+        for key, values in by_key.items()
+    ]
+    found.sort(key=lambda a: (-a.count, a.key))
+    return found[:ATTRIBUTE_KEYS]

@@ -18,7 +18,7 @@ from consent.services import anonymise_events, carry_case_sensitive_suppressions
 from mlm.models import OutboxMessage, SenderUnit
 from mlm.services import audit_record
 from recipients.addresses import address_hash, is_internal_address, normalise_address
-from recipients.held_files import erase_from_files, files_naming
+from recipients.held_files import erase_from_files, erase_from_jobs, files_naming
 from recipients.models import (
     Audience,
     Category,
@@ -134,8 +134,9 @@ def _when(moment) -> str | None:
 def recipient_export(*, recipient: Recipient, by: AbstractBaseUser | None = None) -> dict[str, Any]:
     """Everything held about a recipient, as JSON-ready data (I9): profile, attributes, lists,
     the whole consent history with notice texts, the current state per DM type, deliveries
-    and what providers said of them, the Outbox's copies of their mail, the files that name
-    them, and the suppressions of its unit or of every unit that match its address."""
+    and what providers said of them (matched or not), the Outbox's copies of their mail, the
+    files that name them, their double opt-in requests, and the suppressions of its unit or of
+    every unit that match its address."""
     recipient = Recipient.objects.select_related("unit").get(pk=recipient.pk)
     memberships = (
         ListMembership.objects.filter(recipient=recipient)
@@ -235,9 +236,17 @@ def recipient_export(*, recipient: Recipient, by: AbstractBaseUser | None = None
             .prefetch_related("events")
             .order_by("created_at", "pk")
         ],
-        # Copies of the mail kept by the Outbox (the embedded default's mail backend).
+        # Copies of the mail kept by the Outbox (the embedded default's mail backend): to them,
+        # or to an editor and rendered as them (a [TEST] mail).
         "outbox_messages": [
-            {"subject": m.subject, "from": m.from_email, "kept_at": _when(m.created_at)}
+            {
+                "subject": m.subject,
+                "from": m.from_email,
+                "copy_of": "a test mail to staff, rendered as them"
+                if m.about_hash
+                else "mail to them",
+                "kept_at": _when(m.created_at),
+            }
             for m in _outbox_copies(recipient)
         ],
         # Files the app keeps that name the person (uploads and rejected-rows reports).
@@ -249,6 +258,38 @@ def recipient_export(*, recipient: Recipient, by: AbstractBaseUser | None = None
                 "uploaded_at": _when(held.job.created_at),
             }
             for held in files_naming(unit=recipient.unit, address=recipient.email)
+        ],
+        # What providers said of mail to the address that matched no delivery (kept by hash).
+        "unmatched_provider_events": [
+            {
+                "time": _when(e.occurred_at),
+                "kind": e.kind,
+                "bounce_kind": e.bounce_kind,
+                "source": e.source,
+                "description": e.description,
+            }
+            for e in _unmatched_events(recipient.email_hash)
+        ],
+        # Double opt-in requests from the public form that name the address.
+        "subscription_requests": [
+            {
+                "code": str(r.code),
+                "email": r.email,
+                "first_name": r.first_name,
+                "last_name": r.last_name,
+                "locale": r.locale,
+                "dm_types": sorted(t.name for t in r.dm_types.all()),
+                "wording": r.wording,
+                "ip_address": r.ip_address,
+                "user_agent": r.user_agent,
+                "created_at": _when(r.created_at),
+                "confirmed_at": _when(r.confirmed_at),
+            }
+            for r in SubscriptionRequest.objects.filter(
+                unit=recipient.unit_id, email__iexact=recipient.email
+            )
+            .prefetch_related("dm_types")
+            .order_by("created_at", "pk")
         ],
         "suppressions": [
             {
@@ -275,7 +316,8 @@ def recipient_export(*, recipient: Recipient, by: AbstractBaseUser | None = None
 def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> None:
     """Remove a recipient's personal data for good (I9): profile blanked, lists left, consent
     events anonymised (the facts stay, I4), mail copies in the outbox and double opt-in
-    requests deleted, their rows taken out of the import files that name them, and the address
+    requests deleted, their rows taken out of the import files that name them and their
+    address out of what import jobs say of their files, and the address
     kept only as a keyed hash in a global erasure suppression, so it is never mailed or
     imported again.
 
@@ -304,9 +346,10 @@ def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> Non
     held.deliveries.exclude(reply="").update(reply="", updated_at=timezone.now())
     _blank_delivery_events(recipient=held, email_hash=digest)
     suppress_erased(email_hash=digest, by=by)
-    copies = [m.pk for m in _outbox_copies(held, address)]
+    copies = [m.pk for m in _outbox_copies(held, address, digest)]
     OutboxMessage.objects.filter(pk__in=copies).delete()
     files = erase_from_files(unit=held.unit, address=address)
+    jobs = erase_from_jobs(unit=held.unit, address=address)
     # Double opt-in requests of the address (pending or confirmed) hold names, IP and browser.
     requests, _ = SubscriptionRequest.objects.filter(
         unit=held.unit_id, email__iexact=address
@@ -321,22 +364,37 @@ def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> Non
             "consent_events": events,
             "outbox_messages": len(copies),
             "files": files,
+            "import_jobs": jobs,
             "subscription_requests": requests,
         },
     )
     recipient.refresh_from_db()
 
 
-def _outbox_copies(recipient: Recipient, address: str | None = None) -> list[OutboxMessage]:
-    """The Outbox's copies of mail to the recipient's address (in any case)."""
-    address = address or recipient.email
+def _outbox_copies(
+    recipient: Recipient, address: str | None = None, email_hash: str | None = None
+) -> list[OutboxMessage]:
+    """The Outbox's copies of mail to the recipient's address (in any case), and of mail to
+    someone else rendered as them (a campaign's [TEST] mail)."""
+    address, email_hash = address or recipient.email, email_hash or recipient.email_hash
+    found = OutboxMessage.objects.filter(
+        Q(unit=recipient.unit_id) | Q(unit__isnull=True),
+        Q(recipients__icontains=address) | Q(about_hash=email_hash),
+    )
     return [
         m
-        for m in OutboxMessage.objects.filter(
-            Q(unit=recipient.unit_id) | Q(unit__isnull=True), recipients__icontains=address
-        ).order_by("created_at", "pk")
-        if address.lower() in {line.strip().lower() for line in m.recipients.splitlines()}
+        for m in found.order_by("created_at", "pk")
+        if m.about_hash == email_hash
+        or address.lower() in {line.strip().lower() for line in m.recipients.splitlines()}
     ]
+
+
+def _unmatched_events(email_hash: str) -> list:
+    """Provider events about the address whose message was not found (kept by keyed hash)."""
+    from campaigns.models import DeliveryEvent
+
+    found = DeliveryEvent.objects.filter(delivery__isnull=True, email_hash=email_hash)
+    return list(found.order_by("occurred_at", "pk"))
 
 
 def _blank_delivery_events(*, recipient: Recipient, email_hash: str) -> int:

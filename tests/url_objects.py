@@ -75,6 +75,35 @@ def _import_job(world: World) -> str:
     return str(made.code)
 
 
+def _segment(world: World) -> str:
+    """A segment of the walked list with one attribute condition."""
+    from recipients.models import Segment
+    from recipients.segment_services import segment_create
+
+    made = Segment.objects.for_unit(world.unit).filter(name="Walked segment").first()
+    if made is None:
+        recipient_list = RecipientList.objects.for_unit(world.unit).get(code=_list(world))
+        conditions = {
+            "match": "all",
+            "groups": [
+                {
+                    "match": "all",
+                    "conditions": [
+                        {"field": "attribute", "key": "city", "op": "equals", "value": "Hong Kong"}
+                    ],
+                }
+            ],
+        }
+        made = segment_create(
+            unit=world.unit,
+            name="Walked segment",
+            lists=[recipient_list],
+            conditions=conditions,
+            by=None,
+        )
+    return str(made.code)
+
+
 MAKERS: dict[str, Callable[[World], str]] = {
     "message_code": _outbox_message,
     "list_code": _list,
@@ -83,6 +112,7 @@ MAKERS: dict[str, Callable[[World], str]] = {
     "campaign_code": campaign_factories.campaign_code,
     "layout_code": campaign_factories.layout_code,
     "job_code": _import_job,
+    "segment_code": _segment,
 }
 
 

@@ -379,6 +379,19 @@ def test_a_malformed_or_unauthenticated_call_gets_a_4xx_never_a_500(
     assert not [r for r in warnings_logged.records if r.levelno >= logging.ERROR]
 
 
+def test_a_malformed_call_is_logged_without_the_addresses_it_quotes(
+    client, mailing, warnings_logged
+):
+    """I9: a log is never erased, so the reason a call was refused names no address, even when
+    the parser's error quotes one."""
+    # Mailgun's parser fails on the timestamp with "could not convert string to float: '…'".
+    event = mailgun_failed("ann@example.com", "<m@x>", {}, timestamp="Erin.Subject@Example.ORG")
+    response = post_mailgun(client, mailgun_signed(event), **basic_auth())
+    assert response.status_code == 400
+    assert "malformed" in warnings_logged.text, warnings_logged.text
+    assert "erin.subject" not in warnings_logged.text.lower(), warnings_logged.text
+
+
 @pytest.mark.parametrize("body", ["a JSON list", "not JSON", "a form"])
 def test_mailgun_without_a_signing_key_is_refused_not_broken(
     client, mailing, settings, body, warnings_logged

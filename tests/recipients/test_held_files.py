@@ -132,3 +132,26 @@ def _stored_files(folder: str = "") -> list[str]:
     for directory in directories:
         names += _stored_files(f"{folder}/{directory}".lstrip("/"))
     return names
+
+
+def test_it_erases_the_address_from_what_import_jobs_say(world, erin, visitors):
+    """I9: a file named after the person, a header row that was their row, and evidence that
+    quotes them lose the address, in any case."""
+    rows = [["erin.subject@EXAMPLE.org", "Erin"], ["ann@example.com", "Ann"]]
+    job = run_import(
+        visitors,
+        csv_bytes(rows),
+        by=world.alice,
+        name="Request of ERIN.SUBJECT@example.org.csv",
+        evidence="Asked by erin.subject@example.org",
+    )
+    ImportJob.objects.filter(pk=job.pk).update(columns=["erin.subject@EXAMPLE.org", "Erin"])
+    untouched = run_import(visitors, csv_bytes([["email"], ["bob@example.com"]]), by=world.alice)
+
+    recipient_erase(recipient=erin, by=world.alice)
+
+    job.refresh_from_db()
+    assert job.file_name == "Request of [erased].csv"
+    assert job.columns == ["[erased]", "Erin"]
+    assert job.evidence == "Asked by [erased]"
+    assert ImportJob.objects.get(pk=untouched.pk).file_name == "people.csv"

@@ -182,6 +182,16 @@ def person(world, admin_client):
         occurred_at=timezone.now(),
         description=f"550 5.1.1 The email account <{ADDRESS}> does not exist",
     )
+    # A provider's event about the address whose message is not found: kept by hash.
+    DeliveryEvent.objects.create(
+        source="postmark",
+        event_key="evt-rights-2",
+        kind=EventKind.BOUNCED,
+        bounce_kind=BounceKind.SOFT,
+        email_hash=recipient.email_hash,
+        occurred_at=timezone.now(),
+        description=f"452 <{ADDRESS.upper()}>: mailbox full",
+    )
     recipient.refresh_from_db()
     return recipient
 
@@ -224,6 +234,11 @@ def test_it_exports_everything_held_with_the_consent_history(world, person):
     now = {state["dm_type_key"]: state["subscribed"] for state in data["consent_now"]}
     # the campaign factory's own DM type, never granted
     assert now == {"events": True, "news": False, "newsletter": False}
+    [unmatched] = data["unmatched_provider_events"]
+    assert (unmatched["source"], unmatched["bounce_kind"]) == ("postmark", "soft")
+    [request] = data["subscription_requests"]
+    assert (request["email"], request["wording"]) == (ADDRESS, "Yes, send me the newsletter")
+    assert request["ip_address"] == "203.0.113.77"
     assert sorted((s["scope"], s["reason"]) for s in data["suppressions"]) == [
         ("every unit", "complaint"),
         ("this unit", "manual"),
@@ -285,6 +300,7 @@ def test_it_leaves_no_personal_data_in_any_table_after_erasure(world, person):
         "outbox_messages": 1,
         "subscription_requests": 1,
         "files": 0,
+        "import_jobs": 0,
     }
 
 

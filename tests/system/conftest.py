@@ -42,11 +42,13 @@ def worker_env(**extra: str) -> dict[str, str]:
 class Worker:
     """A `celery worker` subprocess; its log is kept for assertions and failure reports."""
 
-    def __init__(self, log_path: Path, concurrency: int = 1, **env: str) -> None:
+    def __init__(
+        self, log_path: Path, concurrency: int = 1, loglevel: str = "INFO", **env: str
+    ) -> None:
         self.log_path = log_path
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "mlm", "worker", "--loglevel=INFO",
+            [sys.executable, "-m", "celery", "-A", "mlm", "worker", f"--loglevel={loglevel}",
              f"--concurrency={concurrency}", "--without-mingle", "--without-gossip",
              "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"],
             cwd=ROOT, env=worker_env(**env), stdout=self._log, stderr=subprocess.STDOUT,
