@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('campaigns', '0007_body_format'),
+        ('campaigns', '0008_campaign_segment'),
     ]
 
     operations = [
