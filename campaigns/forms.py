@@ -55,8 +55,8 @@ class CampaignForm(Form):
         label="Body",
         help_text="Markdown: **bold**, *italic*, [a link](https://…), - a list, # a heading. "
         "Every format takes Jinja2 placeholders: {{ first_name }}, last_name, email, category, "
-        "attributes; unit, campaign, dm_type; unsubscribe_url, preferences_url. Rich text "
-        "keeps paragraphs, headings, lists, links and emphasis only.",
+        "attributes; unit, campaign, dm_type; unsubscribe_url, preferences_url, web_version_url. "
+        "Rich text keeps paragraphs, headings, lists, links and emphasis only.",
     )
     text_body = forms.CharField(
         widget=forms.Textarea(attrs={**CODE_AREA, "rows": 6}),
@@ -132,7 +132,10 @@ class LayoutForm(Form):
         label="HTML",
         help_text="Jinja2. Put {{ content }} where the body goes; the footer needs the unit's "
         "postal address ({{ unit.postal_address }}) and links to {{ unsubscribe_url }} and "
-        "{{ preferences_url }}, with the statement in English and Chinese.",
+        "{{ preferences_url }}, with the statement in English and Chinese. The link to the "
+        "mail's web version goes at the top unless the layout places {{ web_version_url }} "
+        'itself, e.g. {% if web_version_url %}<a href="{{ web_version_url }}">'
+        "{{ web_version_label }}</a>{% endif %} (empty when the unit turned web versions off).",
     )
 
 
@@ -197,6 +200,13 @@ class UnitSettingsForm(Form):
         label="Track opens and clicks",
         help_text="Off by default. When on, opens and clicks of the unit's mail are tracked "
         "(where the mail backend can) and the preference centre tells recipients so.",
+    )
+    web_version_enabled = forms.BooleanField(
+        required=False,
+        label="Web versions",
+        help_text="On by default. Every mail links to its web version (“View this mail in "
+        "your browser”); turned off, new mails have no such link and the links in mails already "
+        "sent show that the link does not work.",
     )
     frequency_cap_mails = forms.IntegerField(
         min_value=0,

@@ -2,22 +2,29 @@
 
 `CampaignMailer` is made once per campaign (templates compiled, CSS inlined, constants computed)
 and then gives one message per recipient; dispatch adds List-Unsubscribe, DKIM and sending.
+
+Every mail links to its web version (campaigns.web_version) unless its unit turned web versions
+off: templates may place `{{ web_version_url }}` (with `{{ web_version_label }}`, "View this
+mail in your browser" in the recipient's language) themselves; a part whose templates do not
+gets a small line with the link at its top.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formataddr, formatdate, make_msgid
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.urls import reverse
+from django.utils.html import escape
 
 from campaigns.models import Campaign
 from campaigns.rendering import CompiledMail, MailParts
-from consent.tokens import make_recipient_token
+from consent.tokens import make_recipient_token, make_web_version_token
 from mlm.languages import language_of, text_in
 from recipients.models import Recipient
 
@@ -25,6 +32,7 @@ from recipients.models import Recipient
 # recipient's unsubscribe link (an editor clicking it would withdraw that person's consent).
 SAMPLE_UNSUBSCRIBE_URL = "https://example.invalid/unsubscribe/sample-link"
 SAMPLE_PREFERENCES_URL = "https://example.invalid/preferences/sample-link"
+SAMPLE_WEB_VERSION_URL = "https://example.invalid/web-version/sample-link"
 SAMPLE_RECIPIENT = {
     "first_name": "Chris",
     "last_name": "Chan",
@@ -34,6 +42,15 @@ SAMPLE_RECIPIENT = {
     "attributes": {},
 }
 TEST_PREFIX = "[TEST] "
+
+# The web version line, in each language a recipient may read (mlm.languages).
+WEB_VERSION_LABELS = {
+    "en": "View this mail in your browser",
+    "zh-hant": "在瀏覽器中查看此郵件",
+    "zh-hans": "在浏览器中查看此邮件",
+}
+WEB_VERSION_VARIABLE = re.compile(r"\bweb_version_url\b")
+_BODY_OPENING = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 
 
 def recipient_variables(recipient: Recipient) -> dict[str, Any]:
@@ -68,11 +85,40 @@ def campaign_variables(campaign: Campaign, lang: str | None = None) -> dict[str,
         },
         "campaign": {"name": campaign.name, "code": str(campaign.code)},
         "dm_type": {"name": text_in(dm_type, "name", lang)},
+        "web_version_label": WEB_VERSION_LABELS.get(lang, WEB_VERSION_LABELS["en"]),
     }
 
 
 def sample_links() -> dict[str, str]:
-    return {"unsubscribe_url": SAMPLE_UNSUBSCRIBE_URL, "preferences_url": SAMPLE_PREFERENCES_URL}
+    """Clearly fake links (and the English web version label) for previews, checks, tests."""
+    return {
+        "unsubscribe_url": SAMPLE_UNSUBSCRIBE_URL,
+        "preferences_url": SAMPLE_PREFERENCES_URL,
+        "web_version_url": SAMPLE_WEB_VERSION_URL,
+        "web_version_label": WEB_VERSION_LABELS["en"],
+    }
+
+
+def with_web_version_line(
+    parts: MailParts, url: str, label: str, *, html: bool, text: bool
+) -> MailParts:
+    """`parts` with a small "view in your browser" line at the top of the HTML part (just
+    inside `<body>`, else first) and of the text part, where asked."""
+    if not url or not (html or text):
+        return parts
+    changed = {}
+    if html:
+        line = (
+            '<div style="padding:8px 12px;font-size:12px;line-height:1.4;text-align:center;'
+            f'color:#4b5563"><a href="{escape(url)}" style="color:#374151">{escape(label)}</a>'
+            "</div>"
+        )
+        found = _BODY_OPENING.search(parts.html)
+        at = found.end() if found else 0
+        changed["html"] = parts.html[:at] + line + parts.html[at:]
+    if text:
+        changed["text"] = f"{label}: {url}\n\n{parts.text}"
+    return replace(parts, **changed)
 
 
 @dataclass(frozen=True)
@@ -80,13 +126,22 @@ class Links:
     unsubscribe: str
     one_click: str
     preferences: str
+    web_version: str  # empty when the unit turned web versions off
+
+    def variables(self) -> dict[str, str]:
+        """The links as the templates name them."""
+        return {
+            "unsubscribe_url": self.unsubscribe,
+            "preferences_url": self.preferences,
+            "web_version_url": self.web_version,
+        }
 
 
 class LinkMaker:
-    """A recipient's unsubscribe, one-click and preference links for one campaign.
+    """A recipient's unsubscribe, one-click, preference and web version links for one campaign.
 
-    Signs one token per recipient (consent.tokens) and fills it into URL prefixes resolved once
-    per campaign, rather than resolving three URLs per recipient.
+    Signs one token per recipient (consent.tokens), and one for the web version, and fills them
+    into URL prefixes resolved once per campaign, rather than resolving four URLs per recipient.
     """
 
     _PLACEHOLDER = "TOKEN"
@@ -94,11 +149,19 @@ class LinkMaker:
     def __init__(self, campaign: Campaign) -> None:
         self.dm_type = campaign.dm_type
         self.campaign_code = campaign.code
+        from campaigns.selectors import unit_settings
+
+        self.web_version = unit_settings(campaign.unit).web_version_enabled
         self._urls = {
             name: (settings.SITE_URL + reverse(name, kwargs={"token": self._PLACEHOLDER})).split(
                 self._PLACEHOLDER
             )
-            for name in ("public_unsubscribe", "public_one_click", "public_preferences")
+            for name in (
+                "public_unsubscribe",
+                "public_one_click",
+                "public_preferences",
+                "public_web_version",
+            )
         }
 
     def _url(self, name: str, token: str) -> str:
@@ -113,7 +176,13 @@ class LinkMaker:
             unsubscribe=self._url("public_unsubscribe", token),
             one_click=self._url("public_one_click", token),
             preferences=self._url("public_preferences", token),
+            web_version=self.web_version_url(recipient) if self.web_version else "",
         )
+
+    def web_version_url(self, recipient: Recipient) -> str:
+        """The absolute link to the web version of this campaign's mail to `recipient`."""
+        token = make_web_version_token(recipient=recipient.code, campaign_code=self.campaign_code)
+        return self._url("public_web_version", token)
 
 
 @dataclass
@@ -142,6 +211,14 @@ class CampaignMailer:
             if all(variables[name] == value for variables in self.by_language.values())
         }
         layout = campaign.layout.html if campaign.layout_id else None
+        # A part whose templates place the web version link themselves gets no line of ours.
+        html_sources = (campaign.html_body, layout or "")
+        self.html_places_web_version = any(map(WEB_VERSION_VARIABLE.search, html_sources))
+        self.text_places_web_version = (
+            bool(WEB_VERSION_VARIABLE.search(campaign.text_body))
+            if campaign.text_body.strip()
+            else self.html_places_web_version
+        )
         self.compiled = CompiledMail(
             subject=campaign.subject,
             html_body=campaign.html_body,
@@ -170,8 +247,8 @@ class CampaignMailer:
     def sample_variables(self, recipient: Recipient | None = None) -> dict[str, Any]:
         """Variables of a real recipient or the sample one, with clearly fake links."""
         if recipient is None:
-            return {**self.shared, **SAMPLE_RECIPIENT, **sample_links()}
-        return {**self.shared_for(recipient), **recipient_variables(recipient), **sample_links()}
+            return {**sample_links(), **self.shared, **SAMPLE_RECIPIENT}
+        return {**sample_links(), **self.shared_for(recipient), **recipient_variables(recipient)}
 
     def link_maker(self) -> LinkMaker:
         if self._links is None:
@@ -179,7 +256,19 @@ class CampaignMailer:
         return self._links
 
     def render(self, variables: dict[str, Any]) -> MailParts:
-        return self.compiled.render(variables)
+        """The parts of one mail, with the web version line where the templates have none."""
+        return with_web_version_line(
+            self.compiled.render(variables),
+            variables.get("web_version_url", ""),
+            variables.get("web_version_label", WEB_VERSION_LABELS["en"]),
+            html=not self.html_places_web_version,
+            text=not self.text_places_web_version,
+        )
+
+    def variables(self, recipient: Recipient, links: Links) -> dict[str, Any]:
+        """The variables of a real recipient's mail: the campaign's in their language, their
+        fields, their links."""
+        return {**self.shared_for(recipient), **recipient_variables(recipient), **links.variables()}
 
     def _date(self) -> str:
         now = int(time.time())
@@ -205,18 +294,18 @@ class CampaignMailer:
     def recipient_parts(self, recipient: Recipient) -> tuple[MailParts, Links]:
         """One recipient's rendered mail, in their language, with their real links."""
         links = self.link_maker().links(recipient)
-        variables = {
-            **self.shared_for(recipient),
-            **recipient_variables(recipient),
-            "unsubscribe_url": links.unsubscribe,
-            "preferences_url": links.preferences,
-        }
-        return self.compiled.render(variables), links
+        return self.render(self.variables(recipient, links)), links
+
+    def web_version(self, recipient: Recipient) -> MailParts:
+        """The mail of `recipient` as they received it, for its web version: the same render,
+        layout and links, less the line linking to the web version itself."""
+        links = self.link_maker().links(recipient)
+        return self.render({**self.variables(recipient, links), "web_version_url": ""})
 
     def build_test(self, *, to: str, recipient: Recipient | None = None) -> BuiltMail:
         """A test mail to an editor: [TEST] subject, personalised as `recipient` (or the sample)
         but with fake links; never a delivery, never counted."""
-        parts = self.compiled.render(self.sample_variables(recipient))
+        parts = self.render(self.sample_variables(recipient))
         message, message_id = self._message(parts, to=to, subject=TEST_PREFIX + parts.subject)
         message.extra_headers["X-MLM-Test"] = "yes"
         if recipient is not None:

@@ -311,7 +311,8 @@ class Campaign(models.Model):
 
 
 class UnitCampaignSettings(models.Model):
-    """A unit's rules for its campaigns: self-approval, its frequency cap, its banned words."""
+    """A unit's rules for its campaigns: self-approval, its frequency cap, its banned words,
+    tracking and web versions."""
 
     unit = models.OneToOneField(
         SenderUnit, on_delete=models.CASCADE, related_name="campaign_settings"
@@ -353,6 +354,11 @@ class UnitCampaignSettings(models.Model):
     tracking_enabled = models.BooleanField(
         default=False,
         help_text="Track opens and clicks (off by default; the preference centre says so).",
+    )
+    web_version_enabled = models.BooleanField(
+        default=True,
+        help_text="Every mail links to its web version (on by default); off, the links of "
+        "mails already sent show the page of an invalid link.",
     )
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -37,6 +37,7 @@ from campaigns.models import (
 from campaigns.segments import campaign_segment
 from consent.models import DMType, Subscription, SubscriptionState, Suppression
 from consent.selectors import sendable
+from consent.tokens import read_web_version_token
 from mlm.models import Role, SenderUnit
 from recipients.models import Category, ListMembership, Recipient, RecipientStatus
 from recipients.selectors import segment_narrow
@@ -46,6 +47,38 @@ def unit_settings(unit: SenderUnit) -> UnitCampaignSettings:
     """The unit's campaign settings (defaults until an administrator changes them)."""
     found = UnitCampaignSettings.objects.filter(unit=unit).first()
     return found if found is not None else UnitCampaignSettings(unit=unit)
+
+
+# Deliveries that may have reached their recipient: only their mail has a web version.
+WEB_VERSION_STATUSES = (DeliveryStatus.SENT, DeliveryStatus.IN_DOUBT)
+
+
+def web_version_delivery(token: str) -> Delivery | None:
+    """The delivery whose web version a token asks for, with its campaign and recipient.
+
+    None for a token we did not sign, and for a delivery that never reached its recipient
+    (skipped, queued, failed: a campaign cancelled before sending has none), whose recipient is
+    erased (I9), or whose unit turned web versions off: the page answers all of them alike.
+    """
+    data = read_web_version_token(token)
+    if data is None:
+        return None
+    delivery = (
+        Delivery.objects.select_related(
+            "campaign__unit", "campaign__dm_type", "campaign__identity", "campaign__layout"
+        )
+        .select_related("recipient")
+        .filter(
+            campaign__code=data.campaign_code,
+            recipient__code=data.recipient_code,
+            status__in=WEB_VERSION_STATUSES,
+        )
+        .exclude(recipient__status=RecipientStatus.ERASED)
+        .first()
+    )
+    if delivery is None or not unit_settings(delivery.campaign.unit).web_version_enabled:
+        return None
+    return delivery
 
 
 @dataclass(frozen=True)

@@ -244,6 +244,7 @@ def unit_settings_update(
     frequency_cap_days: int,
     banned_words: str,
     tracking_enabled: bool | None = None,
+    web_version_enabled: bool | None = None,
     by: AbstractBaseUser | None,
     mail_backend: str = "",
     complaint_rate_limit: Decimal | None = None,
@@ -274,8 +275,9 @@ def unit_settings_update(
             "banned_words": "\n".join(w.strip() for w in banned_words.splitlines() if w.strip()),
             "mail_backend": mail_backend,
             **limits,
-            # Open and click tracking stays as it is unless the caller says (off by default).
+            # Tracking and web versions stay as they are unless the caller says.
             **({} if tracking_enabled is None else {"tracking_enabled": tracking_enabled}),
+            **({} if web_version_enabled is None else {"web_version_enabled": web_version_enabled}),
         },
     )
     audit_record(
@@ -287,6 +289,7 @@ def unit_settings_update(
             "frequency_cap": [frequency_cap_mails, frequency_cap_days],
             "banned_words": len(settings_row.banned_word_list),
             "tracking_enabled": settings_row.tracking_enabled,
+            "web_version_enabled": settings_row.web_version_enabled,
             "mail_backend": mail_backend or "default",
             **{name: str(value) for name, value in limits.items()},
         },

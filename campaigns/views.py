@@ -462,6 +462,7 @@ def unit_settings(request: UnitRequest) -> HttpResponse:
     initial = {
         "allow_self_approval": current.allow_self_approval,
         "tracking_enabled": current.tracking_enabled,
+        "web_version_enabled": current.web_version_enabled,
         "frequency_cap_mails": current.frequency_cap_mails,
         "frequency_cap_days": current.frequency_cap_days,
         "banned_words": current.banned_words,

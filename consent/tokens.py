@@ -1,5 +1,5 @@
 """Signed tokens in recipients' links: unsubscribe, one-click (RFC 8058), preference centre,
-and the double opt-in confirmation (I5).
+the double opt-in confirmation (I5), and a mail's web version.
 
 A recipient token names the recipient and, for a link in a campaign's mail, the DM type of that
 mail and the campaign. It is the URL-safe base64 (no padding) of
@@ -19,6 +19,9 @@ bytes of HMAC-SHA256 under a key derived from SECRET_KEY with this module's own 
 - it is short: 44 characters for a recipient alone, 87 with DM type and campaign, so that
   List-Unsubscribe headers stay small.
 
+A web version token has the same form under its own salt: version byte | recipient code |
+campaign code | MAC (66 characters), naming one delivery and nothing else.
+
 We sign a compact binary payload rather than `django.core.signing.dumps` (JSON and a 43-character
 signature: twice as long) but keep Django's key derivation, salt and key-fallback machinery.
 """
@@ -37,6 +40,7 @@ from django.utils.crypto import constant_time_compare, salted_hmac
 
 RECIPIENT_SALT = "mlm.consent.tokens.recipient"
 SUBSCRIPTION_SALT = "mlm.consent.tokens.subscription-request"
+WEB_VERSION_SALT = "mlm.consent.tokens.web-version"
 
 _VERSION = 0x10
 _HAS_DM_TYPE = 0x01
@@ -143,6 +147,32 @@ def read_subscription_token(token: str) -> UUID | None:
     if payload is None or len(payload) != 1 + _UUID_BYTES or payload[0] != _VERSION:
         return None
     return UUID(bytes=payload[1:])
+
+
+@dataclass(frozen=True)
+class WebVersionData:
+    """What a web version token names: one delivery, by its recipient's and campaign's codes
+    (a campaign has one delivery per recipient, I7)."""
+
+    recipient_code: UUID
+    campaign_code: UUID
+
+
+def make_web_version_token(*, recipient: object, campaign_code: object) -> str:
+    """The token of a mail's "view in your browser" link (its own salt: it opens no consent
+    page, and a recipient token opens no web version)."""
+    payload = bytes([_VERSION]) + _code(recipient).bytes + _code(campaign_code).bytes
+    return _sign(WEB_VERSION_SALT, payload)
+
+
+def read_web_version_token(token: str) -> WebVersionData | None:
+    """The delivery a genuine web version token names, else None (never raises)."""
+    payload = _verified_payload(WEB_VERSION_SALT, token)
+    if payload is None or len(payload) != 1 + 2 * _UUID_BYTES or payload[0] != _VERSION:
+        return None
+    return WebVersionData(
+        UUID(bytes=payload[1 : 1 + _UUID_BYTES]), UUID(bytes=payload[1 + _UUID_BYTES :])
+    )
 
 
 def _absolute(name: str, token: str) -> str:

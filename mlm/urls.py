@@ -36,4 +36,5 @@ urlpatterns = [
     path("webhooks/anymail/", include((anymail_urlpatterns(), "anymail"))),
     path("units/<slug:unit_slug>/", include(unit_patterns)),
     path("", include("consent.public_urls")),
+    path("", include("campaigns.public_urls")),
 ]
