@@ -283,6 +283,8 @@ MLM_SAML_IDP_METADATA = env_str(
     "minutes) or a file path. Empty: SAML is off.",
 )
 MLM_SAML_ENABLED = bool(MLM_SAML_IDP_METADATA)
+# How long a SAML metadata URL's answer is kept before it is fetched again (mlm.sso.config).
+MLM_SAML_METADATA_SECONDS = 600
 _saml_entity_id = env_str(
     "MLM_SAML_ENTITY_ID",
     "",

@@ -42,7 +42,7 @@ def saml_config(
     """pysaml2's configuration of MLM as a SAML 2.0 service provider.
 
     `idp_metadata` is the identity provider's metadata, a URL (fetched again every
-    METADATA_SECONDS) or a file. Assertions must be signed; an answer nobody asked for is
+    MLM_SAML_METADATA_SECONDS) or a file. Assertions must be signed; an answer nobody asked for is
     refused. With a key and certificate, authentication and logout requests are signed too.
     """
     site_url = site_url.rstrip("/")
@@ -119,15 +119,14 @@ def oidc_settings(
     }
 
 
-METADATA_SECONDS = 600
 _loaded: dict[str, tuple[float, SPConfig]] = {}
 _loading = threading.Lock()
 
 
 def saml_config_loader(request: HttpRequest | None = None) -> SPConfig:
-    """djangosaml2's configuration loader: SAML_CONFIG loaded once and kept METADATA_SECONDS, so
-    that a metadata URL is not fetched at every request; while the identity provider cannot be
-    reached, the configuration last loaded is kept."""
+    """djangosaml2's configuration loader: SAML_CONFIG loaded once and kept
+    MLM_SAML_METADATA_SECONDS, so that a metadata URL is not fetched at every request; while the
+    identity provider cannot be reached, the configuration last loaded is kept."""
     # Imported here: pysaml2 parses its XML schemas on import, a second or more.
     from saml2.config import SPConfig
     from saml2.httpbase import ConnectionError as HTTPConnectionError
@@ -136,7 +135,7 @@ def saml_config_loader(request: HttpRequest | None = None) -> SPConfig:
     key = json.dumps(settings.SAML_CONFIG, sort_keys=True, default=str)
     with _loading:
         kept = _loaded.get(key)
-        if kept is not None and time.monotonic() - kept[0] < METADATA_SECONDS:
+        if kept is not None and time.monotonic() - kept[0] < settings.MLM_SAML_METADATA_SECONDS:
             return kept[1]
         config = SPConfig()
         try:

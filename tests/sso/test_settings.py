@@ -3,7 +3,6 @@ metadata holds what the identity provider needs."""
 
 from __future__ import annotations
 
-from mlm.sso import config
 from mlm.sso.config import saml_config, saml_config_loader
 from tests.mlm.test_settings import production_env, run
 from tests.sso.providers import SamlIdentityProvider, serve
@@ -70,9 +69,7 @@ def test_the_saml_metadata_names_the_endpoints_the_provider_needs(client, db, se
     assert "X509Certificate" in xml  # MLM's signing certificate
 
 
-def test_a_metadata_url_is_fetched_again_only_after_a_while_and_kept_while_down(
-    settings, tmp_path, monkeypatch
-):
+def test_a_metadata_url_is_fetched_again_only_after_a_while_and_kept_while_down(settings, tmp_path):
     idp = SamlIdentityProvider(tmp_path)
     idp.configure(url="https://idp.example.edu", sp_site_url="https://mlm.example.edu")
     xml = (tmp_path / "idp-metadata.xml").read_bytes()
@@ -90,7 +87,7 @@ def test_a_metadata_url_is_fetched_again_only_after_a_while_and_kept_while_down(
         first = saml_config_loader()
         assert saml_config_loader() is first and len(fetches) == 1
         assert "https://idp.example.edu/metadata" in first.metadata.identity_providers()
-    monkeypatch.setattr(config, "METADATA_SECONDS", 0)
+    settings.MLM_SAML_METADATA_SECONDS = 0
     assert saml_config_loader() is first  # the provider is down: the copy loaded before
 
 

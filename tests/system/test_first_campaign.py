@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from mlm.demo import DEMO_INTERNAL
 from tests.system.make_run import free_port, fresh_clone, make_run
 
 # From `make run` on a fresh clone to the first mail in the Outbox, install included.
@@ -148,7 +149,10 @@ def _journey(workdir: Path, browser: Browser, tmp_path: Path) -> None:
         page.goto("/units/engineering/outbox/")
         page.get_by_label("Campaign").select_option(label="Open day")
         page.get_by_role("button", name="Filter").click()
-        row = page.locator("table.outbox-messages tbody tr").first
+        # A recipient who reads English: the unsubscribe page speaks the recipient's language.
+        rows = page.locator("table.outbox-messages tbody tr")
+        english = {email for email, *_, locale, _grants in DEMO_INTERNAL if locale == "en"}
+        row = next(r for r in rows.all() if r.locator("td").nth(1).inner_text().strip() in english)
         leaver = row.locator("td").nth(1).inner_text().strip()
         row.get_by_role("link").first.click()
         frame = page.frame_locator("iframe.mail-preview")
