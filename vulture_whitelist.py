@@ -5,7 +5,7 @@ or kept as the public operations of their module. Checked by `make lint` (see [t
 _.percent  # campaigns/dispatch.py: progress
 _.done_percent
 _.skipped_rows  # campaigns/selectors.py: the audience summary
-first_sent_at  # campaigns/reports.py: the campaign report
+first_sent_at  # campaigns/reports/campaign.py: the campaign report
 last_sent_at
 delivered
 height  # mlm/charts.py: the SVG charts

@@ -1,5 +1,5 @@
 """Report pages of a unit: one campaign's report (and its CSV), the unit's reports. HTTP and
-charts only: the figures come from campaigns.reports."""
+charts only: the figures come from campaigns.reports.campaign and campaigns.reports.unit."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from django.shortcuts import get_object_or_404, render
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET
 
-from campaigns import reports
 from campaigns.models import Campaign
+from campaigns.reports import campaign as campaign_figures
+from campaigns.reports import unit as unit_figures
 from campaigns.segments import segment_shown
 from mlm.charts import (
     Chart,
@@ -35,8 +36,8 @@ TIMELINE_NAMES = {
     "unsubscribed": "Unsubscribed",
 }
 COMPLAINT_LINES = [
-    ReferenceLine(reports.COMPLAINT_WARNING, "0.1% warning"),
-    ReferenceLine(reports.COMPLAINT_LIMIT, "0.3% limit"),
+    ReferenceLine(unit_figures.COMPLAINT_WARNING, "0.1% warning"),
+    ReferenceLine(unit_figures.COMPLAINT_LIMIT, "0.3% limit"),
 ]
 
 
@@ -46,7 +47,7 @@ def _campaign(request: UnitRequest, code: UUID) -> Campaign:
     )
 
 
-def _timeline_chart(timeline: reports.Timeline) -> Chart:
+def _timeline_chart(timeline: campaign_figures.Timeline) -> Chart:
     # Series that stayed at zero (opens when nothing tracks them) only clutter the chart.
     series = [
         Series(TIMELINE_NAMES[name], values)
@@ -68,12 +69,12 @@ def _timeline_chart(timeline: reports.Timeline) -> Chart:
 @require_GET
 def campaign_report(request: UnitRequest, campaign_code: UUID) -> HttpResponse:
     campaign = _campaign(request, campaign_code)
-    report = reports.campaign_report(campaign)
+    report = campaign_figures.campaign_report(campaign)
     context = {
         "campaign": campaign,
         "report": report,
         "timeline_chart": _timeline_chart(report.timeline),
-        "domain_minimum": reports.DOMAIN_MIN_DELIVERIES,
+        "domain_minimum": campaign_figures.DOMAIN_MIN_DELIVERIES,
         "segment": segment_shown(campaign),
     }
     return render(request, "campaigns/report.html", context)
@@ -83,7 +84,7 @@ def campaign_report(request: UnitRequest, campaign_code: UUID) -> HttpResponse:
 @require_GET
 def campaign_report_csv(request: UnitRequest, campaign_code: UUID) -> HttpResponse:
     campaign = _campaign(request, campaign_code)
-    rows = reports.campaign_report_rows(reports.campaign_report(campaign))
+    rows = campaign_figures.campaign_report_rows(campaign_figures.campaign_report(campaign))
     response = StreamingHttpResponse(csv_lines(rows), content_type="text/csv; charset=utf-8")
     filename = f"{slugify(campaign.name) or 'campaign'}-report.csv"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -102,7 +103,7 @@ def _weekly_chart(title: str, description: str, weekly) -> Chart:
     )
 
 
-def _unit_charts(report: reports.UnitReport) -> dict[str, Chart]:
+def _unit_charts(report: unit_figures.UnitReport) -> dict[str, Chart]:
     consent, growth, trend = report.consent, report.lists, report.complaints
     history = list(reversed(report.campaigns[:12]))
     return {
@@ -150,6 +151,6 @@ def _unit_charts(report: reports.UnitReport) -> dict[str, Chart]:
 @unit_view(Role.VIEWER)
 @require_GET
 def unit_reports(request: UnitRequest) -> HttpResponse:
-    report = reports.unit_report(request.unit)
+    report = unit_figures.unit_report(request.unit)
     context = {"report": report, "charts": _unit_charts(report)}
     return render(request, "campaigns/unit_reports.html", context)

@@ -12,8 +12,16 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns import reports
 from campaigns.models import Delivery, DeliveryStatus, UnitCampaignSettings
+from campaigns.reports.buckets import buckets_between, choose_granularity
+from campaigns.reports.campaign import campaign_domains, campaign_report
+from campaigns.reports.unit import (
+    REPORT_WEEKS,
+    campaign_history,
+    complaint_trend,
+    consent_report,
+    list_growth,
+)
 from consent.models import Channel
 from consent.services import grant, withdraw
 from recipients.models import ListMembership
@@ -49,7 +57,7 @@ EXPECTED = {
 
 def test_it_counts_each_delivery_once_per_kind(world):
     sent = sent_campaign(world)
-    report = reports.campaign_report(sent.campaign)
+    report = campaign_report(sent.campaign)
     assert report.deliveries == 23
     for key, (count, _rate) in EXPECTED.items():
         assert report.figure(key).count == int(count), key
@@ -88,7 +96,7 @@ def test_the_report_page_shows_the_figures(world, client_for, django_assert_max_
 
 def test_the_domains_are_computed_in_sql_and_rare_ones_are_folded(world, client_for):
     sent = sent_campaign(world)
-    rows = {d.domain: d for d in reports.campaign_domains(sent.campaign)}
+    rows = {d.domain: d for d in campaign_domains(sent.campaign)}
     assert list(rows) == ["example.com", "example.org", "(erased)", "(other domains)"]
     com, org = rows["example.com"], rows["example.org"]
     assert (com.deliveries, com.sent, com.bounced) == (10, 9, 1)
@@ -105,7 +113,7 @@ def test_the_domains_are_computed_in_sql_and_rare_ones_are_folded(world, client_
 
 def test_the_timeline_adds_up_to_the_figures(world):
     sent = sent_campaign(world)
-    timeline = reports.campaign_report(sent.campaign).timeline
+    timeline = campaign_report(sent.campaign).timeline
     assert timeline.granularity == "hour"
     first = timezone.localtime(sent.t0, world.unit.tzinfo).replace(tzinfo=None)
     assert timeline.buckets[0] == first
@@ -120,13 +128,13 @@ def test_the_timeline_adds_up_to_the_figures(world):
 
 def test_the_granularity_adapts_to_the_span():
     start = datetime(2026, 3, 2, 9, 30)
-    assert reports.choose_granularity(start, start + timedelta(hours=30)) == "hour"
-    assert reports.choose_granularity(start, start + timedelta(days=20)) == "day"
-    assert reports.choose_granularity(start, start + timedelta(days=300)) == "week"
-    assert reports.choose_granularity(start, start + timedelta(days=2000)) == "month"
-    weeks = reports.buckets_between(start, start + timedelta(days=20), "week")
+    assert choose_granularity(start, start + timedelta(hours=30)) == "hour"
+    assert choose_granularity(start, start + timedelta(days=20)) == "day"
+    assert choose_granularity(start, start + timedelta(days=300)) == "week"
+    assert choose_granularity(start, start + timedelta(days=2000)) == "month"
+    weeks = buckets_between(start, start + timedelta(days=20), "week")
     assert weeks[0] == datetime(2026, 3, 2) and len(weeks) == 3
-    months = reports.buckets_between(start, datetime(2026, 5, 1), "month")
+    months = buckets_between(start, datetime(2026, 5, 1), "month")
     assert months == [datetime(2026, 3, 1), datetime(2026, 4, 1), datetime(2026, 5, 1)]
 
 
@@ -238,7 +246,7 @@ def unit_data(world):
 
 
 def test_the_unit_report_counts_consent_by_dm_type(world, unit_data):
-    consent = reports.consent_report(world.unit)
+    consent = consent_report(world.unit)
     rows = {r.name: r for r in consent.rows}
     # news: p0..p2 granted, p0 withdrew, p1 left everything → p2 only
     assert (rows["Newsletter"].subscribed, rows["Newsletter"].grants) == (1, 3)
@@ -248,11 +256,11 @@ def test_the_unit_report_counts_consent_by_dm_type(world, unit_data):
     assert (rows["All DM types"].withdrawals, rows["All DM types"].subscribed) == (2, 0)
     assert sum(consent.grants.series["Newsletter"]) == 3
     assert consent.withdrawals.series["All DM types"][-1] == 2
-    assert len(consent.grants.weeks) == reports.REPORT_WEEKS
+    assert len(consent.grants.weeks) == REPORT_WEEKS
 
 
 def test_the_unit_report_shows_list_growth_from_membership_times(world, unit_data):
-    growth = reports.list_growth(world.unit)
+    growth = list_growth(world.unit)
     (row,) = growth.rows
     assert (row.name, row.members, row.added) == ("External friends", 4, 2)
     line = growth.members.series["External friends"]
@@ -260,7 +268,7 @@ def test_the_unit_report_shows_list_growth_from_membership_times(world, unit_dat
 
 
 def test_the_unit_report_lists_campaign_history_and_complaints(world, unit_data):
-    (row,) = reports.campaign_history(world.unit)
+    (row,) = campaign_history(world.unit)
     assert (row.sent, row.delivered, row.bounced, row.complained, row.unsubscribed) == (
         17,
         13,
@@ -268,7 +276,7 @@ def test_the_unit_report_lists_campaign_history_and_complaints(world, unit_data)
         1,
         3,
     )
-    trend = reports.complaint_trend(world.unit)
+    trend = complaint_trend(world.unit)
     assert sum(trend.sent) == 17 and sum(trend.complained) == 1
     this_week = max(i for i, n in enumerate(trend.sent) if n)
     assert f"{trend.rates[this_week]:.2f}" == "5.88"

@@ -1,11 +1,11 @@
-"""Reads for the reports: a campaign's figures, timeline, unsubscribes by DM type and recipient
-domains; a unit's consent by DM type, list growth, campaign history and complaint trend.
+"""Reads for a campaign's report: its figures, timeline, unsubscribes by DM type and recipient
+domains, and the same as spreadsheet rows.
 
 Everything is aggregated in PostgreSQL (GROUP BY, date_trunc in the unit's time zone) over the
-indexed columns: deliveries by (campaign, status), events by (campaign, kind, occurred_at) and
-(unit, occurred_at). Rates are shares of the deliveries sent. An event kind counts each delivery
-once (two opens of one mail are one opened delivery); a timeline puts each delivery in the
-bucket of its first event of the kind, so a series adds up to the figure beside it.
+indexed columns: deliveries by (campaign, status), events by (campaign, kind, occurred_at). Rates
+are shares of the deliveries sent. An event kind counts each delivery once (two opens of one mail
+are one opened delivery); a timeline puts each delivery in the bucket of its first event of the
+kind, so a series adds up to the figure beside it.
 """
 
 from __future__ import annotations
@@ -13,26 +13,23 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any
-from uuid import UUID
 
 from django.db import connection
 from django.db.models import (
     Case,
     CharField,
     Count,
-    Exists,
     F,
     Func,
     Max,
     Min,
-    OuterRef,
     Q,
     Value,
     When,
 )
-from django.db.models.functions import Lower, TruncWeek
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from campaigns.models import (
@@ -44,10 +41,17 @@ from campaigns.models import (
     EventKind,
     SkipReason,
 )
+from campaigns.reports.buckets import (
+    bucket_label,
+    bucket_tick,
+    buckets_between,
+    choose_granularity,
+    rate,
+)
 from campaigns.selectors import unit_settings
-from consent.models import Action, ConsentEvent, DMType, Subscription, SubscriptionState
+from consent.models import Action, ConsentEvent
 from mlm.models import SenderUnit
-from recipients.models import ListMembership, RecipientList, RecipientStatus
+from recipients.models import RecipientStatus
 
 # What the figures count from the providers' events, in the order the report shows them.
 EVENT_FIGURES = [
@@ -71,16 +75,6 @@ TOP_DOMAINS = 10
 # could single out its recipient, so it is counted among the other domains instead.
 DOMAIN_MIN_DELIVERIES = 5
 ALL_DM_TYPES = "All DM types"
-# Complaint rates that mailbox providers treat as warnings (0.1%) and as the limit (0.3%).
-COMPLAINT_WARNING = 0.1
-COMPLAINT_LIMIT = 0.3
-REPORT_WEEKS = 26
-HISTORY_CAMPAIGNS = 50
-
-
-def rate(part: int, whole: int) -> float | None:
-    """`part` as a percentage of `whole`; None when there is no whole to speak of."""
-    return 100.0 * part / whole if whole else None
 
 
 @dataclass(frozen=True)
@@ -139,72 +133,7 @@ class CampaignReport:
         return next(f for f in [*self.figures, *self.statuses, *self.skipped] if f.key == key)
 
 
-# Time buckets -------------------------------------------------------------------------------
-
-
-def choose_granularity(start: datetime, end: datetime) -> str:
-    """Hours for three days, days for three months, weeks for three years, then months."""
-    span = end - start
-    if span <= timedelta(hours=72):
-        return "hour"
-    if span <= timedelta(days=92):
-        return "day"
-    if span <= timedelta(weeks=156):
-        return "week"
-    return "month"
-
-
-def truncate(moment: datetime, granularity: str) -> datetime:
-    """What PostgreSQL's date_trunc makes of a local (naive) time."""
-    moment = moment.replace(minute=0, second=0, microsecond=0)
-    if granularity == "hour":
-        return moment
-    moment = moment.replace(hour=0)
-    if granularity == "day":
-        return moment
-    if granularity == "week":
-        return moment - timedelta(days=moment.weekday())
-    return moment.replace(day=1)
-
-
-def next_bucket(moment: datetime, granularity: str) -> datetime:
-    """The start of the bucket after the one starting at `moment`."""
-    if granularity == "hour":
-        return moment + timedelta(hours=1)
-    if granularity == "day":
-        return moment + timedelta(days=1)
-    if granularity == "week":
-        return moment + timedelta(weeks=1)
-    return (moment.replace(day=28) + timedelta(days=4)).replace(day=1)
-
-
-def buckets_between(start: datetime, end: datetime, granularity: str) -> list[datetime]:
-    """Every bucket from the one holding `start` to the one holding `end` (local, naive)."""
-    found, moment, last = [], truncate(start, granularity), truncate(end, granularity)
-    while moment <= last:
-        found.append(moment)
-        moment = next_bucket(moment, granularity)
-    return found
-
-
-def bucket_label(moment: datetime, granularity: str) -> str:
-    """A bucket as the data tables name it, in full."""
-    if granularity == "hour":
-        return f"{moment:%Y-%m-%d %H:00}"
-    if granularity == "month":
-        return f"{moment:%Y-%m}"
-    if granularity == "week":
-        return f"week of {moment:%Y-%m-%d}"
-    return f"{moment:%Y-%m-%d}"
-
-
-def bucket_tick(moment: datetime, granularity: str) -> str:
-    """A bucket as the chart's axis names it, short."""
-    if granularity == "hour":
-        return f"{moment:%d %H:00}"
-    if granularity == "month":
-        return f"{moment:%Y-%m}"
-    return f"{moment:%m-%d}"
+# Queries ------------------------------------------------------------------------------------
 
 
 def _local(moment: datetime, unit: SenderUnit) -> datetime:
@@ -477,296 +406,3 @@ def campaign_report_rows(report: CampaignReport) -> Iterator[list[Any]]:
     yield ["domain", "deliveries", "sent", "bounced", "bounce rate (% of sent)"]
     for d in report.domains:
         yield [d.domain, d.deliveries, d.sent, d.bounced, _percent(d.bounce_rate)]
-
-
-# A unit's reports ---------------------------------------------------------------------------
-
-
-@dataclass
-class WeeklySeries:
-    """Per-week counts over the report's weeks (Mondays, in the unit's time zone)."""
-
-    weeks: list[date]
-    series: dict[str, list[int]]
-
-    @property
-    def labels(self) -> list[str]:
-        return [f"week of {w:%Y-%m-%d}" for w in self.weeks]
-
-    @property
-    def tick_labels(self) -> list[str]:
-        return [f"{w:%m-%d}" for w in self.weeks]
-
-
-@dataclass(frozen=True)
-class ConsentRow:
-    name: str
-    archived: bool
-    subscribed: int
-    grants: int
-    withdrawals: int
-
-
-@dataclass
-class ConsentReport:
-    rows: list[ConsentRow]
-    grants: WeeklySeries
-    withdrawals: WeeklySeries
-
-
-@dataclass(frozen=True)
-class ListRow:
-    name: str
-    members: int
-    added: int
-
-
-@dataclass
-class ListGrowth:
-    rows: list[ListRow]
-    members: WeeklySeries  # members at the end of each week, per list
-
-
-@dataclass(frozen=True)
-class CampaignRow:
-    name: str
-    code: UUID
-    sent_at: datetime | None
-    sent: int
-    delivered: int
-    bounced: int
-    complained: int
-    unsubscribed: int
-
-    @property
-    def bounce_rate(self) -> float | None:
-        return rate(self.bounced, self.sent)
-
-    @property
-    def complaint_rate(self) -> float | None:
-        return rate(self.complained, self.sent)
-
-
-@dataclass
-class ComplaintTrend:
-    weeks: list[date]
-    sent: list[int]
-    complained: list[int]
-
-    @property
-    def rates(self) -> list[float | None]:
-        return [rate(c, s) for c, s in zip(self.complained, self.sent, strict=True)]
-
-
-@dataclass
-class UnitReport:
-    consent: ConsentReport
-    lists: ListGrowth
-    campaigns: list[CampaignRow]
-    complaints: ComplaintTrend
-    weeks: int
-
-
-def report_weeks(unit: SenderUnit, weeks: int = REPORT_WEEKS) -> tuple[list[date], datetime]:
-    """The last `weeks` weeks up to this one (their Mondays, local) and when the first began."""
-    today = timezone.localdate(timezone.now(), unit.tzinfo)
-    this_monday = today - timedelta(days=today.weekday())
-    mondays = [this_monday - timedelta(weeks=weeks - 1 - i) for i in range(weeks)]
-    since = datetime.combine(mondays[0], datetime.min.time(), tzinfo=unit.tzinfo)
-    return mondays, since
-
-
-def _week(moment: datetime) -> date:
-    return moment.date()
-
-
-def subscribed_now(unit: SenderUnit) -> dict[int, int]:
-    """Active recipients per DM type whose latest consent event for it is a grant (an
-    "all DM types" withdrawal after the grant wins, as in `sendable`)."""
-    withdrawn_later = Subscription.objects.filter(
-        recipient=OuterRef("recipient"),
-        dm_type__isnull=True,
-        state=SubscriptionState.WITHDRAWN,
-        event_id__gt=OuterRef("event_id"),
-    )
-    rows = (
-        Subscription.objects.for_unit(unit)
-        .filter(
-            dm_type__isnull=False,
-            state=SubscriptionState.GRANTED,
-            recipient__status=RecipientStatus.ACTIVE,
-        )
-        .filter(~Exists(withdrawn_later))
-        .order_by()
-        .values("dm_type")
-        .annotate(n=Count("id"))
-    )
-    return {row["dm_type"]: row["n"] for row in rows}
-
-
-def consent_report(unit: SenderUnit, weeks: int = REPORT_WEEKS) -> ConsentReport:
-    """Subscribed now, and grants and withdrawals per week, by DM type."""
-    mondays, since = report_weeks(unit, weeks)
-    at = {m: i for i, m in enumerate(mondays)}
-    dm_types = list(DMType.objects.for_unit(unit).order_by("name"))
-    names = {t.pk: t.name for t in dm_types}
-    rows = (
-        ConsentEvent.objects.for_unit(unit)
-        .filter(created_at__gte=since)
-        .annotate(week=TruncWeek("created_at", tzinfo=unit.tzinfo))
-        .order_by()
-        .values("week", "dm_type", "action")
-        .annotate(n=Count("id"))
-    )
-    grants: dict[str, list[int]] = {t.name: [0] * weeks for t in dm_types}
-    withdrawals: dict[str, list[int]] = {t.name: [0] * weeks for t in dm_types}
-    totals: dict[tuple[int | None, str], int] = defaultdict(int)
-    for row in rows:
-        name = names.get(row["dm_type"], ALL_DM_TYPES)
-        target = grants if row["action"] == Action.GRANT else withdrawals
-        week = _week(row["week"])
-        if week in at:
-            target.setdefault(name, [0] * weeks)[at[week]] += row["n"]
-            totals[(row["dm_type"], row["action"])] += row["n"]
-    subscribed = subscribed_now(unit)
-    table = [
-        ConsentRow(
-            t.name,
-            t.is_archived,
-            subscribed.get(t.pk, 0),
-            totals[(t.pk, Action.GRANT)],
-            totals[(t.pk, Action.WITHDRAW)],
-        )
-        for t in dm_types
-    ]
-    if totals[(None, Action.WITHDRAW)] or totals[(None, Action.GRANT)]:
-        table.append(
-            ConsentRow(
-                ALL_DM_TYPES,
-                False,
-                0,
-                totals[(None, Action.GRANT)],
-                totals[(None, Action.WITHDRAW)],
-            )
-        )
-    return ConsentReport(
-        rows=table,
-        grants=WeeklySeries(mondays, grants),
-        withdrawals=WeeklySeries(mondays, withdrawals),
-    )
-
-
-def list_growth(unit: SenderUnit, weeks: int = REPORT_WEEKS, most: int = 8) -> ListGrowth:
-    """Members per list at the end of each week, counting today's members by when they were
-    added (a removed member leaves no trace, so the past shows today's members only)."""
-    mondays, since = report_weeks(unit, weeks)
-    at = {m: i for i, m in enumerate(mondays)}
-    lists = {rl.pk: rl.name for rl in RecipientList.objects.for_unit(unit)}
-    memberships = ListMembership.objects.filter(recipient_list__unit=unit).order_by()
-    before = dict(
-        memberships.filter(added_at__lt=since).values_list("recipient_list").annotate(n=Count("id"))
-    )
-    added: dict[int, list[int]] = {pk: [0] * weeks for pk in lists}
-    recent = (
-        memberships.filter(added_at__gte=since)
-        .annotate(week=TruncWeek("added_at", tzinfo=unit.tzinfo))
-        .values("recipient_list", "week")
-        .annotate(n=Count("id"))
-    )
-    for row in recent:
-        week = _week(row["week"])
-        if week in at and row["recipient_list"] in added:
-            added[row["recipient_list"]][at[week]] += row["n"]
-    members: dict[int, list[int]] = {}
-    for pk, counts in added.items():
-        running, total = before.get(pk, 0), []
-        for n in counts:
-            running += n
-            total.append(running)
-        members[pk] = total
-    order = sorted(lists, key=lambda pk: (-members[pk][-1], lists[pk]))
-    rows = [ListRow(lists[pk], members[pk][-1], sum(added[pk])) for pk in order]
-    series = {lists[pk]: members[pk] for pk in order[:most]}
-    return ListGrowth(rows=rows, members=WeeklySeries(mondays, series))
-
-
-def campaign_history(unit: SenderUnit, limit: int = HISTORY_CAMPAIGNS) -> list[CampaignRow]:
-    """The unit's latest campaigns that started sending, with their main figures."""
-    campaigns = list(
-        Campaign.objects.for_unit(unit)
-        .filter(started_at__isnull=False)
-        .order_by("-started_at", "-id")[:limit]
-    )
-    ids = [c.pk for c in campaigns]
-    sent = {
-        row["campaign"]: row
-        for row in Delivery.objects.filter(campaign__in=ids, status=DeliveryStatus.SENT)
-        .order_by()
-        .values("campaign")
-        .annotate(n=Count("id"), first=Min("sent_at"))
-    }
-    events: dict[tuple[int, str], int] = {
-        (row["campaign"], row["kind"]): row["n"]
-        for row in DeliveryEvent.objects.filter(
-            campaign__in=ids,
-            delivery__isnull=False,
-            kind__in=[EventKind.DELIVERED, EventKind.BOUNCED, EventKind.COMPLAINED],
-        )
-        .order_by()
-        .values("campaign", "kind")
-        .annotate(n=Count("delivery", distinct=True))
-    }
-    unsubscribed = unsubscribes_by_campaign(ids, unit)
-    rows = []
-    for c in campaigns:
-        mine = sent.get(c.pk, {})
-        rows.append(
-            CampaignRow(
-                name=c.name,
-                code=c.code,
-                sent_at=mine.get("first") or c.started_at,
-                sent=mine.get("n", 0),
-                delivered=events.get((c.pk, EventKind.DELIVERED), 0),
-                bounced=events.get((c.pk, EventKind.BOUNCED), 0),
-                complained=events.get((c.pk, EventKind.COMPLAINED), 0),
-                unsubscribed=unsubscribed.get(c.pk, 0),
-            )
-        )
-    return rows
-
-
-def complaint_trend(unit: SenderUnit, weeks: int = REPORT_WEEKS) -> ComplaintTrend:
-    """Per week: mail sent, and how many of those mails drew a complaint (whenever it came)."""
-    mondays, since = report_weeks(unit, weeks)
-    at = {m: i for i, m in enumerate(mondays)}
-    # A complaint comes after its mail: the unit's complaints since the first week (index on
-    # unit and time) hold every one about the mail of these weeks.
-    complained = DeliveryEvent.objects.filter(
-        unit=unit, occurred_at__gte=since, kind=EventKind.COMPLAINED, delivery__isnull=False
-    ).values("delivery_id")
-    rows = (
-        Delivery.objects.for_unit(unit)
-        .filter(status=DeliveryStatus.SENT, sent_at__gte=since)
-        .annotate(week=TruncWeek("sent_at", tzinfo=unit.tzinfo))
-        .order_by()
-        .values("week")
-        .annotate(n=Count("id"), complaints=Count("id", filter=Q(id__in=complained)))
-    )
-    sent, complaints = [0] * weeks, [0] * weeks
-    for row in rows:
-        week = _week(row["week"])
-        if week in at:
-            sent[at[week]] += row["n"]
-            complaints[at[week]] += row["complaints"]
-    return ComplaintTrend(weeks=mondays, sent=sent, complained=complaints)
-
-
-def unit_report(unit: SenderUnit, weeks: int = REPORT_WEEKS) -> UnitReport:
-    """Everything the unit's reports page shows."""
-    return UnitReport(
-        consent=consent_report(unit, weeks),
-        lists=list_growth(unit, weeks),
-        campaigns=campaign_history(unit),
-        complaints=complaint_trend(unit, weeks),
-        weeks=weeks,
-    )
