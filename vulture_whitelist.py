@@ -29,7 +29,7 @@ website
 shell  # mlm/context_processors.py, named in settings.TEMPLATES
 ThrottledModelBackend  # settings.AUTHENTICATION_BACKENDS
 OutboxBackend  # settings.EMAIL_BACKEND
-_.as_string  # mlm/mailbuild.py: email.message.Message's interface
+_.as_string  # mlm/mail/build.py: email.message.Message's interface
 _.health_check_done  # Django's connection flag (campaigns/webhooks.py, consent/public_services.py)
 _.adding  # ModelForm instance state (admin)
 _.track_clicks  # anymail's message attributes
@@ -41,7 +41,7 @@ intercepted_binops
 kw  # Jinja filter signatures
 break_long_words
 cls  # campaigns/forms.py: a classmethod's signature
-qname  # mlm/sender_checks.py: the DNS resolver's signature
+qname  # mlm/mail/sender_checks.py: the DNS resolver's signature
 _.lifetime
 _.case_sensitive  # consent/services.py: a model field set before save
 env_str  # mlm/env.py: read by mlm/settings.py
@@ -55,7 +55,7 @@ _.broker_url
 # Public operations of their module that no view calls yet.
 withdraw_everywhere  # consent/services.py: a global withdrawal (I9), for the admin and API
 sending_domains_reencrypt  # mlm/services.py: after a rotation of MLM_DKIM_ENCRYPTION_KEY
-_.renew  # mlm/throttle.py: ConcurrencyLimiter's lease operations
+_.renew  # mlm/mail/throttle.py: ConcurrencyLimiter's lease operations
 _.holders
 
 # Single sign-on: named in settings (AUTHENTICATION_BACKENDS, SAML/OIDC settings) or called by

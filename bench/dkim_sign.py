@@ -1,8 +1,8 @@
-"""DKIM-sign a newsletter message with an RSA-2048 key: our signer (mlm.dkim: RSA in OpenSSL,
+"""DKIM-sign a newsletter message with an RSA-2048 key: our signer (mlm.mail.dkim: RSA in OpenSSL,
 canonicalisation with `bytes` methods) against dkimpy (pure-Python RSA), in one process, and
 OpenSSL's RSA step alone (the floor).
 
-The message is a ~25 kB multipart/alternative made by mlm.mailbuild, signed relaxed/relaxed over
+The message is a ~25 kB multipart/alternative made by mlm.mail.build, signed relaxed/relaxed over
 the headers dispatch signs. The two are interleaved in rounds, so a noisy machine slows them
 alike; CPU time of this process. The signatures are checked to be byte-identical first.
 Last line: `dkim: <ms> ms per signature (<ms> ms of it OpenSSL's RSA), <ms> ms pure dkimpy`.
@@ -30,8 +30,8 @@ django.setup()
 
 import dkim  # noqa: E402
 
-from mlm.dkim import DKIMSigner, generate_key_pair  # noqa: E402
-from mlm.mailbuild import MessageBuilder  # noqa: E402
+from mlm.mail.build import MessageBuilder  # noqa: E402
+from mlm.mail.dkim import DKIMSigner, generate_key_pair  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "10"))
 OURS_PER_ROUND, PURE_PER_ROUND = 40, 4

@@ -1,6 +1,6 @@
 """Build 5,000 personalised newsletter messages (RFC 5322 bytes) three ways, in one process.
 
-- mlm.mailbuild.MessageBuilder: the invariant headers and MIME skeleton prepared once per
+- mlm.mail.build.MessageBuilder: the invariant headers and MIME skeleton prepared once per
   campaign, only To, Date, Message-ID, List-Unsubscribe and the two bodies per message;
 - Django's EmailMultiAlternatives, `.message().as_bytes(linesep="\\r\\n")` as the SMTP backend
   sends it (the baseline);
@@ -35,7 +35,7 @@ django.setup()
 
 from django.core.mail import EmailMultiAlternatives  # noqa: E402
 
-from mlm.mailbuild import MessageBuilder  # noqa: E402
+from mlm.mail.build import MessageBuilder  # noqa: E402
 
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "5000"))
 SLICE = 250

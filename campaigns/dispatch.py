@@ -71,7 +71,7 @@ from campaigns.services import (
 )
 from consent.models import Subscription, SubscriptionState, Suppression
 from consent.selectors import sendable
-from mlm.mailbuild import HeaderInjection
+from mlm.mail.build import HeaderInjection
 from mlm.models import Role, SenderUnit
 from mlm.scoping import require_role
 from recipients.models import Category, RecipientStatus
@@ -417,17 +417,17 @@ def _close(conn) -> None:
 def _throttle(unit_id: int, backend_path: str) -> None:
     buckets = []
     if settings.MLM_DISPATCH_UNIT_RATE:
-        from mlm.throttle import unit_key
+        from mlm.mail.throttle import unit_key
 
         rate = settings.MLM_DISPATCH_UNIT_RATE
         buckets.append((unit_key(unit_id), rate, rate))
     if settings.MLM_DISPATCH_BACKEND_RATE:
-        from mlm.throttle import backend_key
+        from mlm.mail.throttle import backend_key
 
         rate = settings.MLM_DISPATCH_BACKEND_RATE
         buckets.append((backend_key(backend_path), rate, rate))
     if buckets:
-        from mlm.throttle import throttle
+        from mlm.mail.throttle import throttle
 
         throttle().take(buckets, timeout=settings.MLM_DISPATCH_LEASE_SECONDS / 4)
 
@@ -458,7 +458,7 @@ def _send_one(conn, message, domain: str) -> None:
     if not limit:
         _hand_over(conn, message)
         return
-    from mlm.throttle import concurrency_limiter, domain_key
+    from mlm.mail.throttle import concurrency_limiter, domain_key
 
     with concurrency_limiter().slot(
         domain_key(domain),

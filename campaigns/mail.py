@@ -316,7 +316,7 @@ class CampaignMailer:
 
 class CampaignMessages:
     """A campaign's real mails for dispatch, fast: rendered by `CampaignMailer`, assembled as
-    bytes by `mlm.mailbuild.MessageBuilder` (invariant headers built once), DKIM-signed on our
+    bytes by `mlm.mail.build.MessageBuilder` (invariant headers built once), DKIM-signed on our
     own paths when operations gave the From domain a key.
 
     Every mail carries List-Unsubscribe (the recipient's one-click https URL) and
@@ -325,8 +325,8 @@ class CampaignMessages:
     """
 
     def __init__(self, campaign: Campaign, *, sign: bool = True) -> None:
-        from mlm.dkim import signer_for_domain
-        from mlm.mailbuild import MessageBuilder
+        from mlm.mail.build import MessageBuilder
+        from mlm.mail.dkim import signer_for_domain
 
         self.mailer = CampaignMailer(campaign)
         self.campaign = campaign
@@ -371,7 +371,7 @@ class CampaignMessages:
             message_id=message_id or self.message_id(delivery_id),
         )
         if self.signer is not None:
-            # mlm.mailbuild writes CRLF line endings only (tests/mlm/test_mailbuild.py).
+            # mlm.mail.build writes CRLF line endings only (tests/mlm/test_mailbuild.py).
             built.raw = self.signer.sign(built.raw, crlf_only=True)
         # anymail hands metadata to the ESP, whose tracking events echo it back (feedback).
         message = self.builder.django_message(

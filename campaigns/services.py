@@ -35,9 +35,9 @@ from campaigns.models import (
 from campaigns.rendering import CONTENT_SLOT, CompiledMail
 from campaigns.sandbox import RenderError
 from consent.models import DMType
+from mlm.mail.sender_checks import Resolver, sending_domain_checks
 from mlm.models import Role, SenderUnit, SendingDomain
 from mlm.scoping import require_role
-from mlm.sender_checks import Resolver, sending_domain_checks
 from mlm.services import audit_record
 from recipients.models import Audience, RecipientList, Segment
 

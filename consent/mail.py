@@ -11,7 +11,7 @@ from django.utils.translation import gettext
 
 from consent.models import SubscriptionRequest
 from consent.tokens import subscription_confirm_url
-from mlm.mailbuild import MessageBuilder, PrebuiltEmailMessage
+from mlm.mail.build import MessageBuilder, PrebuiltEmailMessage
 
 
 def build_subscription_confirmation(

@@ -10,8 +10,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from mlm import dkim, sender_checks
 from mlm.logins import AdminLoginForm
+from mlm.mail import dkim, sender_checks
 from mlm.models import (
     AuditEntry,
     Heartbeat,

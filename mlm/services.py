@@ -9,7 +9,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import models, transaction
 from django.utils import timezone
 
-from mlm import dkim
+from mlm.mail import dkim
 from mlm.models import (
     AuditEntry,
     Heartbeat,

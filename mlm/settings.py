@@ -547,7 +547,7 @@ CONTENT_SECURITY_POLICY = {
 
 # Mail. The embedded default keeps every message in the Outbox, readable in the browser.
 _EMAIL_BACKENDS = {
-    "outbox": "mlm.mail.OutboxBackend",
+    "outbox": "mlm.mail.outbox.OutboxBackend",
     "smtp": "django.core.mail.backends.smtp.EmailBackend",
     "console": "django.core.mail.backends.console.EmailBackend",
     # ESPs through anymail: they build the MIME and sign it themselves.
@@ -597,7 +597,7 @@ if _postmark_token := env_str(
     "POSTMARK_SERVER_TOKEN", None, "Postmark server token (the postmark backend)."
 ):
     ANYMAIL_POSTMARK_SERVER_TOKEN = _postmark_token
-# Sender checks (mlm.sender_checks, "Check DNS" in the admin): what each sending domain's DNS
+# Sender checks (mlm.mail.sender_checks, "Check DNS" in the admin): what each sending domain's DNS
 # must name for our relay, and where its bounces must go.
 MLM_SPF_MECHANISMS = env_list(
     "MLM_SPF_MECHANISMS",

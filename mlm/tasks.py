@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from django.contrib.auth import get_user_model
 
-from mlm.mail import build_test_message
+from mlm.mail.outbox import build_test_message
 from mlm.models import SenderUnit
 from mlm.services import heartbeat_record
 

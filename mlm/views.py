@@ -63,7 +63,7 @@ def dashboard(request: UnitRequest) -> HttpResponse:
         "members": unit.memberships.select_related("user").order_by("user__username"),
         "worker_age": heartbeat_age(name=WORKER_HEARTBEAT),
         "outbox_count": OutboxMessage.objects.for_unit(unit).count(),
-        "uses_outbox": settings.EMAIL_BACKEND == "mlm.mail.OutboxBackend",
+        "uses_outbox": settings.EMAIL_BACKEND == "mlm.mail.outbox.OutboxBackend",
         "failing": list(campaigns_failing(unit)[:10]),
     }
     return render(request, "mlm/dashboard.html", context)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from consent.models import DMType
 from consent.services import dm_type_create
 from mlm.checks import unit_url_patterns
-from mlm.mail import OutboxBackend, build_test_message
+from mlm.mail.outbox import OutboxBackend, build_test_message
 from mlm.models import OutboxMessage
 from recipients.models import Audience, Category, RecipientList
 from recipients.services import list_create, recipient_upsert

@@ -18,9 +18,9 @@ from django.utils import timezone
 from campaigns import dispatch
 from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from campaigns.services import unit_settings_update
+from mlm.mail.throttle import backend_key
 from mlm.models import AuditEntry
 from mlm.services import sending_domain_create
-from mlm.throttle import backend_key
 from tests.campaigns import factories
 from tests.mlm.test_dkim import dns_for
 from tests.system.smtp_sink import SMTPSink

@@ -210,7 +210,7 @@ def test_it_shows_batches_the_mail_server_keeps_deferring(
     assert "Attempt 2 failed" in detail and "next attempt at" in detail
     assert "sending is failing, attempt 2" in dashboard
 
-    settings.EMAIL_BACKEND = "mlm.mail.OutboxBackend"
+    settings.EMAIL_BACKEND = "mlm.mail.outbox.OutboxBackend"
     Delivery.objects.filter(campaign=campaign).update(next_attempt_at=timezone.now())
     send_batch(campaign.pk)
     _enqueued_batches(settings)

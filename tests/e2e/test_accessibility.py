@@ -14,7 +14,7 @@ from playwright.sync_api import Browser, Page
 from campaigns.mail import CampaignMessages
 from consent.models import SubscriptionRequest
 from consent.tokens import make_recipient_token, make_subscription_token
-from mlm.mail import OutboxBackend
+from mlm.mail.outbox import OutboxBackend
 from mlm.models import OutboxMessage
 from recipients.models import ListMembership
 from tests.campaigns import factories

@@ -18,7 +18,7 @@ from tests.personas import PASSWORD, make_world
 @pytest.fixture
 def kept_mail(transactional_db, settings, live_server) -> OutboxMessage:
     """The demo newsletter sent to Ann through the Outbox, its links on the live server."""
-    settings.EMAIL_BACKEND = "mlm.mail.OutboxBackend"
+    settings.EMAIL_BACKEND = "mlm.mail.outbox.OutboxBackend"
     settings.SITE_URL = live_server.url
     world = make_world()
     news = factories.dm_type(world.unit)

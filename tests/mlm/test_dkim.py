@@ -19,7 +19,8 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from mlm.dkim import (
+from mlm.mail.build import MessageBuilder
+from mlm.mail.dkim import (
     DKIMSigner,
     decrypt_private_key,
     generate_key_pair,
@@ -30,7 +31,6 @@ from mlm.dkim import (
     signer_for_domain,
     zone_file_line,
 )
-from mlm.mailbuild import MessageBuilder
 from mlm.models import AuditEntry, SendingDomain
 from mlm.services import (
     sending_domain_activate,

@@ -18,14 +18,14 @@ from django.core.mail import get_connection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlm.dkim import DKIMSigner, dns_record, generate_key_pair
-from mlm.mail import OutboxBackend
-from mlm.mailbuild import (
+from mlm.mail.build import (
     HeaderInjection,
     MessageBuilder,
     encode_body,
     quoted_printable,
 )
+from mlm.mail.dkim import DKIMSigner, dns_record, generate_key_pair
+from mlm.mail.outbox import OutboxBackend
 from mlm.models import OutboxMessage
 from tests.system.smtp_sink import SMTPSink
 
@@ -351,7 +351,7 @@ _body = st.text(st.characters(blacklist_categories=("Cs",)), max_size=3000) | st
 @given(text=_body, html=_body)
 def test_any_bodies_parse_back_exactly_with_no_defects(text, html):
     raw = build(text=text, html=html).raw
-    # CRLF line endings only, whatever line breaks the bodies hold: mlm.dkim's signer is told
+    # CRLF line endings only, whatever line breaks the bodies hold: mlm.mail.dkim's signer is told
     # so by dispatch, and skips checking.
     assert raw.count(b"\n") == raw.count(b"\r") == raw.count(b"\r\n")
     message = parse(raw)

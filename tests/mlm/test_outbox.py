@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from campaigns import dispatch
 from campaigns.models import Campaign, CampaignStatus
-from mlm.mail import OutboxBackend, build_test_message
+from mlm.mail.outbox import OutboxBackend, build_test_message
 from mlm.models import OutboxMessage
 from mlm.tasks import send_test_mail
 from tests.campaigns import factories
@@ -61,7 +61,7 @@ def test_another_units_message_is_404(world, client_for):
 
 
 def test_the_test_mail_task_sends_through_the_configured_backend(world, settings):
-    settings.EMAIL_BACKEND = "mlm.mail.OutboxBackend"
+    settings.EMAIL_BACKEND = "mlm.mail.outbox.OutboxBackend"
     send_test_mail(world.unit.pk, world.bob.pk)
     item = OutboxMessage.objects.for_unit(world.unit).get()
     assert item.recipients == world.bob.email
@@ -99,7 +99,7 @@ def test_the_new_tab_base_goes_after_the_doctype(world, client_for):
 
 def _sent_through_the_outbox(world, settings, name: str, emails: list[str]) -> Campaign:
     """A campaign `name` sent by dispatch to `emails` through the Outbox backend."""
-    settings.EMAIL_BACKEND = "mlm.mail.OutboxBackend"
+    settings.EMAIL_BACKEND = "mlm.mail.outbox.OutboxBackend"
     news = factories.dm_type(world.unit)
     audience = factories.recipient_list(world.unit, name=f"{name} list")
     for email in emails:

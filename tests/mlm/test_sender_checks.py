@@ -11,10 +11,10 @@ import dns.resolver
 import pytest
 from django.urls import reverse
 
-from mlm import sender_checks
-from mlm.dkim import zone_file_line
+from mlm.mail import sender_checks
+from mlm.mail.dkim import zone_file_line
+from mlm.mail.sender_checks import FAIL, PASS, UNKNOWN, sending_domain_checks
 from mlm.models import SendingDomain
-from mlm.sender_checks import FAIL, PASS, UNKNOWN, sending_domain_checks
 from mlm.services import sending_domain_create, sending_domain_dns_record
 
 DOMAIN = "engineering.example.edu"

@@ -11,7 +11,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from mlm.throttle import (
+from mlm.mail.throttle import (
     ConcurrencyLimiter,
     Throttle,
     acquire,

@@ -161,7 +161,7 @@ def person(world, admin_client):
         "Your invitation", "Dear Janeforth Quillerby", "fac@example.edu", [ADDRESS]
     )
     message.mlm_unit_id = world.unit.pk
-    get_connection("mlm.mail.OutboxBackend").send_messages([message])
+    get_connection("mlm.mail.outbox.OutboxBackend").send_messages([message])
     mailing = campaign_factory(world)
     delivery = Delivery.objects.create(
         campaign=mailing,

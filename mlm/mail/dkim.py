@@ -249,7 +249,7 @@ class DKIMSigner:
         self, message: bytes, *, crlf_only: bool = False, now: int | None = None
     ) -> bytes:
         """The DKIM-Signature header field for `message`, ending in CRLF. `crlf_only`: the
-        caller vouches that every line ends in CRLF, as in mlm.mailbuild's messages. `now`: the
+        caller vouches that every line ends in CRLF, as in mlm.mail.build's messages. `now`: the
         signing time (t=) in Unix seconds, if not the current one."""
         headers, body = _split(message, crlf_only)
         include = self.include_headers(name for name, _ in headers)

@@ -244,7 +244,7 @@ _ASCII = bytes(range(128))
 
 @dataclass(slots=True)
 class BuiltMessage:
-    """One recipient's message: the bytes to hand to SMTP (sign them with `mlm.dkim` there), and
+    """One recipient's message: the bytes to hand to SMTP (sign them with `mlm.mail.dkim`), and
     the parts again for backends that want parts, not bytes (anymail's ESP APIs)."""
 
     raw: bytes

@@ -23,7 +23,7 @@ import dns.exception
 import dns.resolver
 from django.conf import settings
 
-from mlm import dkim
+from mlm.mail import dkim
 from mlm.models import SendingDomain
 
 PASS, FAIL, UNKNOWN = "pass", "fail", "unknown"
