@@ -8,6 +8,6 @@ class CampaignsConfig(AppConfig):
     def ready(self) -> None:
         from anymail.signals import tracking
 
-        from campaigns import breaker, webhooks  # noqa: F401 - breaker registers its task
+        from campaigns import webhooks
 
         tracking.connect(webhooks.on_tracking, dispatch_uid="campaigns.webhooks.on_tracking")

@@ -10,12 +10,10 @@ BREAKER_MIN_ATTEMPTS attempts, so that the first few events cannot swing them.
 from __future__ import annotations
 
 import logging
-import smtplib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from celery import shared_task
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
@@ -116,6 +114,8 @@ def breaker_check(*, campaign_ids: Iterable[int]) -> list[int]:
     """Pause each sending campaign of `campaign_ids` whose rates pass their limits, with the
     reason on the campaign and in the audit log, and mail its unit's administrators after
     commit. Answers the ids paused (a campaign someone paused first is left as it is)."""
+    from campaigns.tasks import mail_breaker_pause
+
     paused = []
     for campaign in Campaign.objects.select_related("unit").filter(
         pk__in=list(campaign_ids), status=CampaignStatus.SENDING
@@ -166,23 +166,3 @@ def build_breaker_mail(campaign: Campaign) -> EmailMessage | None:
     )
     message.mlm_unit_id = campaign.unit_id
     return message
-
-
-@shared_task(name="campaigns.breaker.mail_breaker_pause", bind=True, max_retries=6)
-def mail_breaker_pause(self, campaign_id: int) -> None:
-    """Mail the unit's administrators that the breaker paused a campaign (default backend)."""
-    campaign = Campaign.objects.select_related("unit").filter(pk=campaign_id).first()
-    message = build_breaker_mail(campaign) if campaign is not None else None
-    if message is None:
-        log.warning("breaker pause of campaign %s: no administrator to tell", campaign_id)
-        return
-    try:
-        message.send()
-    except smtplib.SMTPRecipientsRefused:
-        log.warning("breaker mail for campaign %s: the relay refused the addresses", campaign_id)
-    except smtplib.SMTPResponseException as error:
-        if 400 <= error.smtp_code < 500:
-            raise self.retry(exc=error, countdown=60 * 2**self.request.retries) from error
-        log.warning("breaker mail for campaign %s refused (%s)", campaign_id, error.smtp_code)
-    except OSError as error:  # connection refused, timeouts: transient
-        raise self.retry(exc=error, countdown=60 * 2**self.request.retries) from error

@@ -1,4 +1,5 @@
-"""Celery entry points of campaigns: test mails, and dispatch's batches, starts and recovery.
+"""Celery entry points of campaigns: test mails, dispatch's batches, starts and recovery, and the
+circuit breaker's mail.
 
 Tasks take ids (JSON), call one service, and classify errors: a lost database or broker is
 transient (retried with backoff); everything about a single mail is decided inside the service
@@ -9,6 +10,7 @@ written on its campaign (error, attempt, next attempt), so its page never looks 
 from __future__ import annotations
 
 import logging
+import smtplib
 from datetime import timedelta
 
 from celery import shared_task
@@ -19,6 +21,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 
 from campaigns import dispatch
+from campaigns.breaker import build_breaker_mail
 from campaigns.mail import CampaignMailer
 from campaigns.models import Campaign
 from campaigns.sandbox import RenderError
@@ -183,3 +186,24 @@ def start_due_campaigns() -> list[int]:
 def recover_deliveries() -> int:
     """Beat: rows whose lease ran out become in doubt; stalled campaigns get batches again."""
     return dispatch.deliveries_recover()
+
+
+# The name it had when it lived in campaigns/breaker.py: messages already queued keep working.
+@shared_task(name="campaigns.breaker.mail_breaker_pause", bind=True, max_retries=6)
+def mail_breaker_pause(self, campaign_id: int) -> None:
+    """Mail the unit's administrators that the breaker paused a campaign (default backend)."""
+    campaign = Campaign.objects.select_related("unit").filter(pk=campaign_id).first()
+    message = build_breaker_mail(campaign) if campaign is not None else None
+    if message is None:
+        log.warning("breaker pause of campaign %s: no administrator to tell", campaign_id)
+        return
+    try:
+        message.send()
+    except smtplib.SMTPRecipientsRefused:
+        log.warning("breaker mail for campaign %s: the relay refused the addresses", campaign_id)
+    except smtplib.SMTPResponseException as error:
+        if 400 <= error.smtp_code < 500:
+            raise self.retry(exc=error, countdown=60 * 2**self.request.retries) from error
+        log.warning("breaker mail for campaign %s refused (%s)", campaign_id, error.smtp_code)
+    except OSError as error:  # connection refused, timeouts: transient
+        raise self.retry(exc=error, countdown=60 * 2**self.request.retries) from error

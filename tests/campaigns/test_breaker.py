@@ -11,7 +11,6 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 
 from campaigns import services
-from campaigns.breaker import mail_breaker_pause
 from campaigns.feedback import Feedback, feedback_record
 from campaigns.models import (
     BREAKER_MIN_ATTEMPTS,
@@ -21,6 +20,7 @@ from campaigns.models import (
     EventKind,
     UnitCampaignSettings,
 )
+from campaigns.tasks import mail_breaker_pause
 from mlm.models import AuditEntry
 from tests.campaigns.sending import many_recipients, sending_campaign, sent_to
 
