@@ -30,7 +30,7 @@ shell  # mlm/context_processors.py, named in settings.TEMPLATES
 ThrottledModelBackend  # settings.AUTHENTICATION_BACKENDS
 OutboxBackend  # settings.EMAIL_BACKEND
 _.as_string  # mlm/mail/build.py: email.message.Message's interface
-_.health_check_done  # Django's connection flag (campaigns/webhooks.py, consent/public_services.py)
+_.health_check_done  # Django's connection flag (mlm/db.py)
 _.adding  # ModelForm instance state (admin)
 _.track_clicks  # anymail's message attributes
 _.track_opens

@@ -14,7 +14,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -22,6 +22,7 @@ from campaigns.models import BounceKind, Campaign, Delivery, DeliveryEvent, Even
 from consent.models import Channel, Suppression, SuppressionReason
 from consent.public_services import recipient_unsubscribe
 from consent.services import suppress
+from mlm.db import server_binding_cursor
 from mlm.models import AuditEntry, SenderUnit
 from recipients.addresses import InvalidAddress, address_hash, normalise_address
 from recipients.models import Recipient, RecipientStatus
@@ -107,22 +108,6 @@ _MATCH_BY = {
 }
 
 
-def _cursor():
-    """A cursor that sends the parameters apart from the statement (server-side binding) on
-    PostgreSQL: Django's default quotes them into the SQL text in Python, which for a batch's
-    arrays cost more than the database's work."""
-    from django.db.backends.postgresql.base import ServerBindingCursor
-
-    connection.close_if_health_check_failed()  # as connection.cursor() does
-    connection.ensure_connection()
-    raw = ServerBindingCursor(connection.connection)
-    return (
-        connection.make_debug_cursor(raw)
-        if connection.queries_logged
-        else connection.make_cursor(raw)
-    )
-
-
 def _match(events: Sequence[Feedback]) -> list[_Match | None]:
     """Each event's delivery, in one query: by the delivery id the provider echoed from our
     metadata, else by the provider's message id, else by our Message-ID."""
@@ -136,7 +121,7 @@ def _match(events: Sequence[Feedback]) -> list[_Match | None]:
         parts += [("provider", ids), ("message", ids)]
     where = " OR ".join(_MATCH_BY[name] for name, _ in parts)
     sql = f"SELECT {_MATCH_COLUMNS} FROM {Delivery._meta.db_table} WHERE {where}"  # noqa: S608
-    with _cursor() as cursor:
+    with server_binding_cursor() as cursor:
         cursor.execute(sql, [values for _, values in parts])
         rows = cursor.fetchall()
     for pk, campaign_id, unit_id, recipient_id, email_hash, provider_id, message_id in rows:
@@ -211,7 +196,7 @@ def _insert(rows: list[tuple]) -> set[tuple[str, str]]:
     columns = ", ".join(_COLUMNS)
     conflict = " ON CONFLICT (source, event_key) DO NOTHING RETURNING source, event_key"
     # Only our own table and column names are interpolated; values are parameters.
-    with _cursor() as cursor:
+    with server_binding_cursor() as cursor:
         record = ", ".join(f"{c} {t}" for c, t in zip(_COLUMNS, _TYPES, strict=True))
         sql = (
             f"INSERT INTO {table} ({columns}) SELECT {columns} "  # noqa: S608

@@ -32,6 +32,7 @@ from django.views.decorators.csrf import csrf_exempt
 from campaigns.feedback import Feedback, feedback_record
 from campaigns.models import BounceKind, EventKind
 from campaigns.services import send_error_text
+from mlm.db import skip_health_check
 from recipients.addresses import address_hash
 
 log = logging.getLogger(__name__)
@@ -187,8 +188,7 @@ def _record(batch: list[Feedback]) -> None:
     query of each request: a round trip for every single-event webhook). A connection that
     died since the last request fails the first statement instead, and the batch is recorded
     once more on a new connection: safe, as a stored event is never stored or acted on twice."""
-    if connection.connection is not None and not connection.in_atomic_block:
-        connection.health_check_done = True
+    skip_health_check()
     try:
         feedback_record(batch)
     except (OperationalError, InterfaceError):

@@ -29,6 +29,7 @@ from consent.public_selectors import public_target_lean_for
 from consent.selectors import recipient_dm_type_states
 from consent.services import grant, suppress, unsuppress, withdraw
 from consent.tokens import TokenData
+from mlm.db import is_prepared, mark_prepared, skip_health_check
 from mlm.models import SenderUnit
 from mlm.services import audit_record
 from recipients.addresses import address_hash, is_internal_address, normalise_address
@@ -140,7 +141,6 @@ def _one_click_statement() -> str:
 
 def _one_click_run(cursor, params: list) -> None:
     """EXECUTE the prepared statement, PREPAREing it first on a connection new to it."""
-    raw = connection.connection
     prepare = f"PREPARE {_ONE_CLICK_NAME} ({_ONE_CLICK_TYPES}) AS {_one_click_statement()}"
     execute = f"EXECUTE {_ONE_CLICK_NAME} ({', '.join(['%s'] * len(params))})"
     if not settings.ONE_CLICK_PREPARED:
@@ -150,9 +150,9 @@ def _one_click_run(cursor, params: list) -> None:
         finally:
             cursor.execute(f"DEALLOCATE {_ONE_CLICK_NAME}")
         return
-    if getattr(connection, "_mlm_one_click_prepared_on", None) is not raw:
+    if not is_prepared(_ONE_CLICK_NAME):
         cursor.execute(prepare)
-        connection._mlm_one_click_prepared_on = raw
+        mark_prepared(_ONE_CLICK_NAME)
     cursor.execute(execute, params)
 
 
@@ -195,8 +195,7 @@ def one_click_withdraw(
     # Nor a health check's SELECT 1 before it (a third of the database time): a connection that
     # died since the last request fails the statement itself, which then runs once more on a new
     # connection. Safe to repeat: a withdrawal already written makes the second one write nothing.
-    if connection.connection is not None and not connection.in_atomic_block:
-        connection.health_check_done = True
+    skip_health_check()
     try:
         with connection.cursor() as cursor:
             _one_click_run(cursor, params)

@@ -57,6 +57,7 @@ from consent.models import (
     SuppressionReason,
 )
 from consent.services import carry_case_sensitive_suppressions
+from mlm.db import raw_connection
 from mlm.inserts import insert_parts, table
 from recipients.addresses import AddressHasher, InvalidAddress, normalise_address
 from recipients.models import (
@@ -1105,8 +1106,7 @@ class ImportRun:
         self._execute(f"ANALYZE {STAGE}")
 
     def _copy(self, rows: Iterator[StagedRow], progress: Callable[[int], None]) -> None:
-        connection.ensure_connection()
-        raw = connection.connection
+        raw = raw_connection()
         sql = f"COPY {STAGE} ({_STAGE_COLUMNS}) FROM STDIN"
         while True:
             written = 0

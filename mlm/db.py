@@ -1,0 +1,58 @@
+"""Where we reach past Django's public database API, each trick behind one named function.
+
+They save round trips on the hottest paths (one-click withdrawals, provider webhooks, imports)
+and lean on details of Django's PostgreSQL backend and of psycopg that no deprecation policy
+covers: tests/mlm/test_db_internals.py exercises every one against PostgreSQL, so an upgrade
+that breaks one fails there, loudly, rather than slowing or breaking those paths quietly.
+"""
+
+from __future__ import annotations
+
+from django.db import connection
+
+
+def raw_connection():
+    """psycopg's own connection under Django's (opened if need be), for what Django does not
+    wrap, such as COPY. It is the same session: Django's transaction covers what it does."""
+    connection.ensure_connection()
+    return connection.connection
+
+
+def skip_health_check() -> None:
+    """Spare the next query Django's connection health check (a SELECT 1 round trip before the
+    first query of each request) on an open connection outside a transaction.
+
+    A connection that died since the last request then fails the statement itself: the caller
+    must catch OperationalError and InterfaceError, close the connection and run its work once
+    more, which must therefore be safe to repeat.
+    """
+    if connection.connection is not None and not connection.in_atomic_block:
+        connection.health_check_done = True
+
+
+def server_binding_cursor():
+    """A Django cursor (debug logging and all) whose parameters travel apart from the statement
+    (server-side binding) instead of being quoted into the SQL text in Python, which for large
+    arrays costs more than the database's work."""
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.close_if_health_check_failed()  # as connection.cursor() does
+    connection.ensure_connection()
+    raw = ServerBindingCursor(connection.connection)
+    if connection.queries_logged:
+        return connection.make_debug_cursor(raw)
+    return connection.make_cursor(raw)
+
+
+def is_prepared(name: str) -> bool:
+    """Whether `mark_prepared(name)` was called on the session open now (a connection opened
+    since, after a close or a lost connection, has no prepared statements yet)."""
+    prepared = getattr(connection, "_mlm_prepared", {})
+    return connection.connection is not None and prepared.get(name) is connection.connection
+
+
+def mark_prepared(name: str) -> None:
+    """Remember that statement `name` was PREPAREd on the session open now."""
+    if not hasattr(connection, "_mlm_prepared"):
+        connection._mlm_prepared = {}
+    connection._mlm_prepared[name] = connection.connection

@@ -1,0 +1,162 @@
+"""The tricks of mlm.db, each against PostgreSQL: if a Django or psycopg upgrade changes the
+internals one leans on, its test here fails and says which, before the paths that use it
+(one-click withdrawals, provider webhooks, imports) slow down or break quietly."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
+from django.test.utils import CaptureQueriesContext
+
+from mlm.db import (
+    is_prepared,
+    mark_prepared,
+    raw_connection,
+    server_binding_cursor,
+    skip_health_check,
+)
+
+OWN_QUERY = "SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid() AND %s = %s"
+
+
+def _own_query(cursor) -> str:
+    """The text PostgreSQL received for this very statement (a fresh statistics snapshot: the
+    test's transaction would otherwise see the first one it took)."""
+    cursor.execute("SELECT pg_stat_clear_snapshot()")
+    cursor.execute(OWN_QUERY, [1, 1])
+    return cursor.fetchone()[0]
+
+
+def _backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def _terminate(pid: int) -> None:
+    """End a session from another connection, as a database restart or a proxy would."""
+    other = connection.copy()
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+
+
+@pytest.fixture
+def new_request_on_a_dead_connection():
+    """An open connection whose session the server ended, at the start of a request (what
+    Django's request_started signal does), with health checks on as in settings."""
+    assert connection.settings_dict["CONN_HEALTH_CHECKS"], "settings turn health checks on"
+    assert connection.settings_dict["CONN_MAX_AGE"], "connections are kept between requests"
+    connection.close()  # a fresh one: an older one could pass CONN_MAX_AGE and close anyway
+    pid = _backend_pid()
+    _terminate(pid)
+    close_old_connections()
+    assert connection.connection is not None, "the connection is kept for the next request"
+    yield pid
+    connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_skipping_the_health_check_a_dead_connection_is_replaced(
+    new_request_on_a_dead_connection,
+):
+    """The control: Django's health check notices the dead session and opens a new one."""
+    assert _backend_pid() != new_request_on_a_dead_connection
+
+
+@pytest.mark.django_db(transaction=True)
+def test_skip_health_check_spares_the_check_so_the_statement_meets_the_dead_connection(
+    new_request_on_a_dead_connection,
+):
+    """If Django renames `health_check_done` or checks elsewhere, the SELECT 1 comes back
+    (a round trip on every webhook and one-click request) and this test fails."""
+    skip_health_check()
+    with pytest.raises((OperationalError, InterfaceError)):
+        _backend_pid()
+    connection.close()
+    assert _backend_pid() != new_request_on_a_dead_connection
+
+
+@pytest.mark.django_db(transaction=True)
+def test_skip_health_check_does_nothing_inside_a_transaction(new_request_on_a_dead_connection):
+    """A statement that failed inside a transaction could not simply run again."""
+    from django.db import transaction
+
+    with transaction.atomic():
+        skip_health_check()
+        assert _backend_pid() != new_request_on_a_dead_connection
+
+
+@pytest.mark.django_db
+def test_server_binding_cursor_sends_parameters_apart_from_the_statement():
+    """PostgreSQL sees `$1` placeholders, not the values quoted into the text; Django's own
+    cursor (the control) quotes them. The debug log still records the statement."""
+    with connection.cursor() as cursor:
+        quoted = _own_query(cursor)
+    assert "$1" not in quoted and "1 = 1" in quoted
+    with CaptureQueriesContext(connection) as logged, server_binding_cursor() as cursor:
+        bound = _own_query(cursor)
+    assert "$1 = $2" in bound
+    assert [q["sql"] for q in logged.captured_queries][-1].startswith("SELECT query FROM")
+
+
+@pytest.mark.django_db
+def test_server_binding_cursor_passes_a_list_as_one_array_parameter():
+    with server_binding_cursor() as cursor:
+        cursor.execute("SELECT cardinality(%s::int[])", [[1, 2, 3]])
+        assert cursor.fetchone() == (3,)
+
+
+@pytest.mark.django_db
+def test_raw_connection_is_psycopg_in_djangos_session_and_transaction():
+    """COPY through it lands in the same session (a temporary table) and Django's transaction."""
+    from django.db import transaction
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMPORARY TABLE copied (n integer)")
+    raw = raw_connection()
+    assert isinstance(raw, psycopg.Connection)
+    try:
+        with transaction.atomic():
+            with raw.cursor() as cursor, cursor.copy("COPY copied (n) FROM STDIN") as copy:
+                for n in range(3):
+                    copy.write_row([n])
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM copied")
+                assert cursor.fetchone() == (3,)
+            raise RuntimeError("roll back")
+    except RuntimeError:
+        pass
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM copied")
+        assert cursor.fetchone() == (0,)
+        cursor.execute("DROP TABLE copied")
+
+
+def _prepared() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        return {name for (name,) in cursor.fetchall()}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_prepared_statement_is_remembered_for_its_session_only():
+    """The mark lives on Django's connection and names the session: a new session (after a
+    close or a lost connection) must PREPARE again, and `is_prepared` says so."""
+    connection.close()
+    assert not is_prepared("mlm_test_one")
+    with connection.cursor() as cursor:
+        cursor.execute("PREPARE mlm_test_one (integer) AS SELECT $1 + 1")
+    mark_prepared("mlm_test_one")
+    assert is_prepared("mlm_test_one") and not is_prepared("mlm_test_other")
+    with connection.cursor() as cursor:
+        cursor.execute("EXECUTE mlm_test_one (%s)", [41])
+        assert cursor.fetchone() == (42,)
+    assert is_prepared("mlm_test_one"), "the mark survives from one cursor to the next"
+    connection.close()
+    assert not is_prepared("mlm_test_one")
+    assert "mlm_test_one" not in _prepared()
+    assert not is_prepared("mlm_test_one"), "a new session has nothing prepared"
