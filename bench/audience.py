@@ -294,8 +294,9 @@ def build(connection) -> None:
             internal_default=k in (0, 1, 4),
             by=None,
         )
-    with connection.cursor() as django_cursor:
-        cursor = django_cursor.cursor  # psycopg's own cursor: COPY
+    from mlm.db import raw_connection
+
+    with raw_connection().cursor() as cursor:  # psycopg's own cursor: COPY
         # Bulk load: skip the per-row foreign-key triggers (the data is consistent by
         # construction; CHECK constraints still apply), and build the secondary indexes once
         # at the end instead of row by row.
@@ -388,6 +389,7 @@ def main() -> None:
 
     from consent.models import DMType
     from consent.selectors import sendable
+    from mlm.db import queryset_sql
     from mlm.models import SenderUnit
     from recipients.models import Audience
 
@@ -395,7 +397,7 @@ def main() -> None:
     dm_type = DMType.objects.get(unit=unit, key="type5")  # granted by about 40 % of externals
     # A snapshot needs no order: `.order_by()` drops Recipient's default ordering by address.
     query = sendable(unit=unit, dm_type=dm_type, audience=Audience.EXTERNAL).order_by().values("pk")
-    sql, params = query.query.sql_with_params()
+    sql, params = queryset_sql(query)
 
     with connection.cursor() as cursor:
         cursor.execute("CREATE TEMP TABLE IF NOT EXISTS bench_audience (recipient_id bigint)")

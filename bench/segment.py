@@ -69,6 +69,7 @@ def main() -> None:
 
     from consent.models import DMType
     from consent.selectors import sendable
+    from mlm.db import queryset_sql
     from mlm.models import SenderUnit
     from recipients.models import Audience, RecipientList, Segment
     from recipients.segment_services import segment_create
@@ -84,7 +85,7 @@ def main() -> None:
 
     alone = sendable(unit=unit, dm_type=dm_type, audience=Audience.EXTERNAL).order_by()
     narrowed = segment_narrow(alone, lists=[friends], conditions=segment.conditions)
-    sql, params = narrowed.values("pk").query.sql_with_params()
+    sql, params = queryset_sql(narrowed.values("pk"))
     with connection.cursor() as cursor:
         cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FROM ({sql}) s", params)
         print("\n".join(row[0] for row in cursor.fetchall()))

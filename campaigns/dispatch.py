@@ -71,6 +71,7 @@ from campaigns.services import (
 )
 from consent.models import Subscription, SubscriptionState, Suppression
 from consent.selectors import sendable
+from mlm.db import queryset_sql
 from mlm.mail.build import HeaderInjection
 from mlm.models import Role, SenderUnit
 from mlm.scoping import require_role
@@ -137,7 +138,7 @@ def _snapshot_select(campaign: Campaign) -> tuple[str, tuple, int, int]:
         )
         .values_list("pk", "email_hash", "m_ok", "m_why", "m_unit_recent", "m_inst_recent")
     )
-    sql, params = members.query.sql_with_params()
+    sql, params = queryset_sql(members)
     unit_cap = caps["unit"].mails if "unit" in caps else 2**31 - 1
     inst_cap = caps["institution"].mails if "institution" in caps else 2**31 - 1
     return sql, (*params,), unit_cap, inst_cap

@@ -18,6 +18,13 @@ def raw_connection():
     return connection.connection
 
 
+def queryset_sql(queryset) -> tuple[str, tuple]:
+    """The SQL Django would run for `queryset` and its parameters (apart, never quoted in), to
+    embed in a statement the ORM cannot write, such as INSERT … SELECT."""
+    sql, params = queryset.query.sql_with_params()
+    return sql, tuple(params)
+
+
 def skip_health_check() -> None:
     """Spare the next query Django's connection health check (a SELECT 1 round trip before the
     first query of each request) on an open connection outside a transaction.

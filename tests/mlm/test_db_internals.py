@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from mlm.db import (
     is_prepared,
     mark_prepared,
+    queryset_sql,
     raw_connection,
     server_binding_cursor,
     skip_health_check,
@@ -160,3 +161,18 @@ def test_a_prepared_statement_is_remembered_for_its_session_only():
     assert not is_prepared("mlm_test_one")
     assert "mlm_test_one" not in _prepared()
     assert not is_prepared("mlm_test_one"), "a new session has nothing prepared"
+
+
+@pytest.mark.django_db
+def test_queryset_sql_runs_as_the_queryset_would_with_values_apart(world):
+    """Embedded in a statement of our own, the SQL selects what the queryset selects, and a
+    value travels as a parameter, never in the text."""
+    from mlm.models import SenderUnit
+
+    hostile = "x'); DROP TABLE mlm_senderunit; --"
+    queryset = SenderUnit.objects.filter(slug__in=[world.unit.slug, hostile]).values("pk")
+    sql, params = queryset_sql(queryset)
+    assert hostile not in sql and hostile in params
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM ({sql}) AS embedded", params)  # noqa: S608
+        assert cursor.fetchone() == (1,)
