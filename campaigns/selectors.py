@@ -49,6 +49,15 @@ def unit_settings(unit: SenderUnit) -> UnitCampaignSettings:
     return found if found is not None else UnitCampaignSettings(unit=unit)
 
 
+def unit_tracks_engagement(unit_id: int) -> bool:
+    """Whether the unit tracks opens and clicks of its mail (off unless it chose so); the
+    preference centre says which."""
+    found = UnitCampaignSettings.objects.filter(unit_id=unit_id).values_list(
+        "tracking_enabled", flat=True
+    )
+    return bool(found.first())
+
+
 # Deliveries that may have reached their recipient: only their mail has a web version.
 WEB_VERSION_STATUSES = (DeliveryStatus.SENT, DeliveryStatus.IN_DOUBT)
 
