@@ -8,6 +8,9 @@ class CampaignsConfig(AppConfig):
     def ready(self) -> None:
         from anymail.signals import tracking
 
-        from campaigns import webhooks
+        from campaigns import rights, webhooks
+        from recipients.rights import keeper_register
+
+        keeper_register(rights.PROVIDER_EVENTS)
 
         tracking.connect(webhooks.on_tracking, dispatch_uid="campaigns.webhooks.on_tracking")

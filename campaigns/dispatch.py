@@ -61,7 +61,7 @@ from campaigns.models import (
 )
 from campaigns.sandbox import RenderError
 from campaigns.segments import campaign_segment_freeze
-from campaigns.selectors import campaign_members, frequency_caps
+from campaigns.selectors import campaign_members, frequency_caps, skip_reason
 from campaigns.services import (
     TransitionError,
     campaign_mark_sent,
@@ -69,13 +69,11 @@ from campaigns.services import (
     campaign_start_sending,
     campaign_transition,
 )
-from consent.models import Subscription, SubscriptionState, Suppression
 from consent.selectors import sendable
 from mlm.db import queryset_sql
 from mlm.mail.build import HeaderInjection
 from mlm.models import Role, SenderUnit
 from mlm.scoping import require_role
-from recipients.models import Category, RecipientStatus
 
 log = logging.getLogger(__name__)
 
@@ -91,28 +89,7 @@ def _snapshot_select(campaign: Campaign) -> tuple[str, tuple, int, int]:
     one definition of I1), why not, and their mails within each frequency cap's window."""
     unit, dm_type, audience = campaign.unit, campaign.dm_type, campaign.audience
     allowed = sendable(unit=unit, dm_type=dm_type, audience=audience).filter(pk=OuterRef("pk"))
-    suppressed = Suppression.objects.filter(
-        Q(unit_id=campaign.unit_id) | Q(unit__isnull=True), email_hash=OuterRef("email_hash")
-    )
-    withdrawn = Subscription.objects.filter(
-        Q(dm_type=dm_type) | Q(dm_type__isnull=True),
-        recipient=OuterRef("pk"),
-        state=SubscriptionState.WITHDRAWN,
-    )
-    # The same order as the audience preview (campaigns.selectors.audience_summary).
-    why = Case(
-        When(status=RecipientStatus.BOUNCED, then=Value(SkipReason.BOUNCED.value)),
-        When(status=RecipientStatus.COMPLAINED, then=Value(SkipReason.COMPLAINED.value)),
-        When(status=RecipientStatus.ERASED, then=Value(SkipReason.ERASED.value)),
-        When(
-            ~Q(category__in=Category.of_audience(audience)),
-            then=Value(SkipReason.OTHER_AUDIENCE.value),
-        ),
-        When(Exists(suppressed), then=Value(SkipReason.SUPPRESSED.value)),
-        When(Exists(withdrawn), then=Value(SkipReason.WITHDRAWN.value)),
-        default=Value(SkipReason.NO_CONSENT.value),
-        output_field=CharField(),
-    )
+    why = skip_reason(campaign)
     caps = {cap.scope: cap for cap in frequency_caps(unit)}
 
     def recent(scope: str):

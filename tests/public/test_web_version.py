@@ -25,7 +25,7 @@ from campaigns.selectors import web_version_delivery
 from campaigns.services import campaign_cancel, layout_create, unit_settings_update
 from consent.tokens import make_recipient_token, make_web_version_token, read_web_version_token
 from recipients.models import Recipient
-from recipients.services import recipient_erase
+from recipients.rights import recipient_erase
 from tests.campaigns import factories
 
 LINK = re.compile(r'href="(https?://[^"]+/w/([A-Za-z0-9_-]+)/)"')
