@@ -34,7 +34,7 @@ from campaigns.models import (
     EventKind,
 )
 from campaigns.selectors import unit_settings
-from campaigns.services import TransitionError, campaign_pause
+from campaigns.services.status import TransitionError, campaign_pause
 from mlm.models import Membership, Role
 
 log = logging.getLogger(__name__)

@@ -72,7 +72,7 @@ def unit_create(
     audit_record(unit=unit, actor=by, verb="unit.create", obj=unit)
     # Imported here: campaigns builds on the core, and a unit's first draft must pass the
     # content checks without anyone writing a layout by hand.
-    from campaigns.services import starter_layout_create
+    from campaigns.services.authoring import starter_layout_create
 
     starter_layout_create(unit=unit, by=by)
     return unit
