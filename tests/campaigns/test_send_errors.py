@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
 from campaigns.services.status import campaign_record_send_error, send_error_text
-from campaigns.tasks import send_batch, campaign_start, campaigns_start_due
+from campaigns.tasks import campaign_start, campaigns_start_due, send_batch
 from tests.campaigns import factories
 
 TIMEOUT = "canceling statement due to statement timeout"
