@@ -61,7 +61,7 @@ def send_campaign_test(campaign_id: int, user_id: int, recipient_code: str | Non
 # Sending ----------------------------------------------------------------------------------------
 
 # PostgreSQL or Redis gone for a moment (a restart): retry with exponential backoff, never give up
-# for good while the campaign still has rows (beat's recovery would kick it again anyway).
+# for good while the campaign still has rows (beat's recovery fans its batches out again anyway).
 _TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 _RETRY = {
     "autoretry_for": _TRANSIENT,

@@ -90,7 +90,7 @@ def test_it_snapshots_sendable_as_queued_and_the_rest_with_reasons(
     }
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.SENDING
-    assert len(callbacks) == 1  # the kick, after commit
+    assert len(callbacks) == 1  # the fan-out, after commit
 
 
 def test_it_writes_the_snapshot_in_one_statement(world):
