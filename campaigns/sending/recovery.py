@@ -39,7 +39,7 @@ def campaign_finish_if_done(*, campaign_id: int) -> bool:
     return True
 
 
-# --- recovery (I7) and schedule ------------------------------------------------------------------
+# --- recovery (I7) ----------------------------------------------------------------------------
 
 
 @transaction.atomic

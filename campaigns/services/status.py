@@ -101,6 +101,7 @@ def campaign_transition(
 
 
 def reopen_fields() -> dict[str, Any]:
+    """What a campaign going back to draft forgets: its submission, approval and schedule."""
     return {
         "approved_by": None,
         "approved_at": None,
