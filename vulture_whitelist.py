@@ -44,11 +44,11 @@ cls  # campaigns/forms.py: a classmethod's signature
 qname  # mlm/sender_checks.py: the DNS resolver's signature
 _.lifetime
 _.case_sensitive  # consent/services.py: a model field set before save
-env_str  # mlm/env.py: read by mlm/settings.py
+env_str  # mlm/env.py: read by mlm/settings/
 env_bool
 env_int
 env_list
-_.database_settings  # mlm/embedded.py: read by mlm/settings.py
+_.database_settings  # mlm/embedded.py: read by mlm/settings/
 _.redis_url
 _.broker_url
 

@@ -105,9 +105,9 @@ def seed_newsletter(count: int) -> tuple[SenderUnit, DMType, list[Recipient]]:
     folded subscription row), so that seeding takes seconds, not minutes. Call it after
     `django.setup()`, in a transaction.
     """
+    from campaigns.units import unit_create
     from consent.models import Action, Channel, ConsentEvent, Subscription, SubscriptionState
     from consent.services import dm_type_create
-    from mlm.services import unit_create
     from recipients.addresses import address_hash
     from recipients.models import Category, Recipient
 

@@ -266,8 +266,8 @@ def drop_secondary_indexes(cursor, tables: list[str]) -> list[str]:
 def build(connection) -> None:
     from django.conf import settings
 
+    from campaigns.units import unit_create
     from consent.services import dm_type_create
-    from mlm.services import unit_create
 
     started = time.perf_counter()
     unit = unit_create(

@@ -184,9 +184,10 @@ def main() -> None:
     from django.core.files import File
     from django.core.management import call_command
 
+    from campaigns.units import unit_create
     from consent.services import dm_type_create
     from mlm.models import Role
-    from mlm.services import membership_set, unit_create
+    from mlm.services import membership_set
     from recipients.import_services import import_start, import_upload
     from recipients.models import Audience, ImportJob, ImportMode, ImportStatus
     from recipients.services import list_create

@@ -19,12 +19,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
-from django.urls import reverse
 from django.utils.html import escape
 
 from campaigns.models import Campaign
 from campaigns.rendering import CompiledMail, MailParts
-from consent.tokens import make_recipient_token, make_web_version_token
+from consent.tokens import make_recipient_token, make_web_version_token, public_link
 from mlm.languages import language_of, text_in
 from recipients.models import Recipient
 
@@ -153,9 +152,7 @@ class LinkMaker:
 
         self.web_version = unit_settings(campaign.unit).web_version_enabled
         self._urls = {
-            name: (settings.SITE_URL + reverse(name, kwargs={"token": self._PLACEHOLDER})).split(
-                self._PLACEHOLDER
-            )
+            name: public_link(name, self._PLACEHOLDER).split(self._PLACEHOLDER)
             for name in (
                 "public_unsubscribe",
                 "public_one_click",

@@ -1,7 +1,8 @@
 """Campaigns, their layouts and sender identities, the unit's campaign settings, and deliveries.
 
 A campaign is one message of one DM type from one unit to lists of one audience (I3). Its status
-changes only through `campaigns.services.campaign_transition` (a conditional UPDATE, audited).
+changes only through `campaigns.services.status.campaign_transition` (a conditional UPDATE,
+audited).
 """
 
 from __future__ import annotations

@@ -30,8 +30,8 @@ from django.views.decorators.http import require_http_methods
 from campaigns.mail import CampaignMailer
 from campaigns.selectors import web_version_delivery
 from consent.public_views import invalid_link, too_many
-from consent.ratelimit import limited
 from mlm.languages import language_of
+from mlm.ratelimit import limited
 
 logger = logging.getLogger(__name__)
 

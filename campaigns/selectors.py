@@ -49,6 +49,15 @@ def unit_settings(unit: SenderUnit) -> UnitCampaignSettings:
     return found if found is not None else UnitCampaignSettings(unit=unit)
 
 
+def unit_tracks_engagement(unit_id: int) -> bool:
+    """Whether the unit tracks opens and clicks of its mail (off unless it chose so); the
+    preference centre says which."""
+    found = UnitCampaignSettings.objects.filter(unit_id=unit_id).values_list(
+        "tracking_enabled", flat=True
+    )
+    return bool(found.first())
+
+
 # Deliveries that may have reached their recipient: only their mail has a web version.
 WEB_VERSION_STATUSES = (DeliveryStatus.SENT, DeliveryStatus.IN_DOUBT)
 
@@ -245,6 +254,33 @@ class AudienceSummary:
         return [(labels[k], n) for k, n in self.skipped.items() if n]
 
 
+def skip_reason(campaign: Campaign) -> Case:
+    """Why a member of the campaign's lists is not sendable, as an expression on recipients:
+    the reason the audience preview counts and the delivery snapshot records. Meaningful only
+    for members `sendable` (I1) refused; it sorts them for people to read, decides nothing."""
+    suppressed = Suppression.objects.filter(
+        Q(unit_id=campaign.unit_id) | Q(unit__isnull=True), email_hash=OuterRef("email_hash")
+    )
+    withdrawn = Subscription.objects.filter(
+        Q(dm_type=campaign.dm_type) | Q(dm_type__isnull=True),
+        recipient=OuterRef("pk"),
+        state=SubscriptionState.WITHDRAWN,
+    )
+    return Case(
+        When(status=RecipientStatus.BOUNCED, then=Value(SkipReason.BOUNCED.value)),
+        When(status=RecipientStatus.COMPLAINED, then=Value(SkipReason.COMPLAINED.value)),
+        When(status=RecipientStatus.ERASED, then=Value(SkipReason.ERASED.value)),
+        When(
+            ~Q(category__in=Category.of_audience(campaign.audience)),
+            then=Value(SkipReason.OTHER_AUDIENCE.value),
+        ),
+        When(Exists(suppressed), then=Value(SkipReason.SUPPRESSED.value)),
+        When(Exists(withdrawn), then=Value(SkipReason.WITHDRAWN.value)),
+        default=Value(SkipReason.NO_CONSENT.value),
+        output_field=CharField(),
+    )
+
+
 def audience_summary(campaign: Campaign) -> AudienceSummary:
     """Sendable and skipped-by-reason counts for the campaign's lists, now.
 
@@ -261,31 +297,9 @@ def audience_summary(campaign: Campaign) -> AudienceSummary:
         return summary
     allowed = sendable(unit=campaign.unit, dm_type=campaign.dm_type, audience=campaign.audience)
     allowed_ids = allowed.values("pk")
-    suppressed = Suppression.objects.filter(
-        Q(unit_id=campaign.unit_id) | Q(unit__isnull=True), email_hash=OuterRef("email_hash")
-    )
-    withdrawn = Subscription.objects.filter(
-        Q(dm_type=campaign.dm_type) | Q(dm_type__isnull=True),
-        recipient=OuterRef("pk"),
-        state=SubscriptionState.WITHDRAWN,
-    )
     reasons = (
         members.exclude(pk__in=allowed_ids)
-        .annotate(
-            reason=Case(
-                When(status=RecipientStatus.BOUNCED, then=Value(SkipReason.BOUNCED)),
-                When(status=RecipientStatus.COMPLAINED, then=Value(SkipReason.COMPLAINED)),
-                When(status=RecipientStatus.ERASED, then=Value(SkipReason.ERASED)),
-                When(
-                    ~Q(category__in=Category.of_audience(campaign.audience)),
-                    then=Value(SkipReason.OTHER_AUDIENCE),
-                ),
-                When(Exists(suppressed), then=Value(SkipReason.SUPPRESSED)),
-                When(Exists(withdrawn), then=Value(SkipReason.WITHDRAWN)),
-                default=Value(SkipReason.NO_CONSENT),
-                output_field=CharField(),
-            )
-        )
+        .annotate(reason=skip_reason(campaign))
         .order_by()
         .values("reason")
         .annotate(n=Count("pk"))

@@ -90,17 +90,6 @@ def opted_out_everywhere(recipient: Recipient) -> bool:
     ).exists()
 
 
-def unit_tracks_engagement(unit_id: int) -> bool:
-    """Whether the unit tracks opens and clicks of its mail (off unless it chose so); the
-    preference centre says which."""
-    from campaigns.models import UnitCampaignSettings  # campaigns builds on consent
-
-    found = UnitCampaignSettings.objects.filter(unit_id=unit_id).values_list(
-        "tracking_enabled", flat=True
-    )
-    return bool(found.first())
-
-
 def confirmed_recipient(subscription_request: SubscriptionRequest) -> Recipient | None:
     """The recipient a confirmed double opt-in request made or found (not if since erased)."""
     return (

@@ -48,7 +48,6 @@ from consent.public_selectors import (
     preference_states,
     public_target,
     subscription_request_pending,
-    unit_tracks_engagement,
 )
 from consent.public_services import (
     one_click_withdraw,
@@ -59,9 +58,9 @@ from consent.public_services import (
     subscription_request_confirm,
     subscription_request_create,
 )
-from consent.ratelimit import client_ip, exceeded, exceeded_any, limited
 from consent.tokens import make_recipient_token, read_recipient_token, read_subscription_token
 from mlm.models import SenderUnit
+from mlm.ratelimit import client_ip, exceeded, exceeded_any, limited
 from recipients.addresses import address_hash
 
 ONE_CLICK_BODY = b"Your request has been received.\n"
@@ -254,7 +253,6 @@ def preferences(request: HttpRequest, token: str) -> HttpResponse:
         "saved": saved,
         "opted_out": opted_out_everywhere(recipient),
         "masked_email": _masked(recipient.email),
-        "tracking": unit_tracks_engagement(recipient.unit_id),
     }
     return _page(request, "public/preferences.html", context, lang=lang, unit=recipient.unit)
 

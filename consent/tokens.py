@@ -175,10 +175,14 @@ def read_web_version_token(token: str) -> WebVersionData | None:
     )
 
 
-def _absolute(name: str, token: str) -> str:
+def public_link(name: str, token: str) -> str:
+    """The absolute link to the public page `name` for `token`: the one place recipients' links
+    are made (campaigns.mail.LinkMaker resolves each page once per campaign through it)."""
     return settings.SITE_URL + reverse(name, kwargs={"token": token})
 
 
 def subscription_confirm_url(*, request_code: UUID) -> str:
     """The absolute confirmation link of a double opt-in request."""
-    return _absolute("public_subscribe_confirm", make_subscription_token(request_code=request_code))
+    return public_link(
+        "public_subscribe_confirm", make_subscription_token(request_code=request_code)
+    )

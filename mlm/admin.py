@@ -79,7 +79,7 @@ class SenderUnitAdmin(admin.ModelAdmin):
             data={"fields": form.changed_data} if change else {},
         )
         if not change:
-            # As unit_create does: a unit made here also starts with the starter layout.
+            # As campaigns.units.unit_create does: a unit made here starts with the starter layout.
             from campaigns.services.authoring import starter_layout_create
 
             starter_layout_create(unit=obj, by=request.user)

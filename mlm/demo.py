@@ -13,10 +13,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
 from campaigns.demo import demo_setup_campaigns
+from campaigns.units import unit_create
 from consent.models import Channel, DMType
 from consent.services import dm_type_create, grant, withdraw
 from mlm.models import Role, SenderUnit
-from mlm.services import membership_set, unit_create
+from mlm.services import membership_set
 from recipients.models import Audience
 from recipients.services import list_add_members, list_create, recipient_upsert
 

@@ -25,7 +25,7 @@ from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from consent.ratelimit import client_ip, parse_rate
+from mlm.ratelimit import client_ip, parse_rate
 from mlm.services import audit_record
 from mlm.two_factor import AsksForTheCode, CodeField
 

@@ -1,4 +1,4 @@
-"""What the core does: units, memberships, the audit log, heartbeats, the test mail and the
+"""What the core does: memberships, the audit log, heartbeats, the test mail and the
 sending domains' DKIM keys."""
 
 from __future__ import annotations
@@ -47,35 +47,6 @@ def audit_record(
         object_repr=object_repr[:200],
         data=data or {},
     )
-
-
-@transaction.atomic
-def unit_create(
-    *,
-    name: str,
-    slug: str,
-    postal_address: str,
-    timezone_name: str = "Asia/Hong_Kong",
-    default_locale: str = "en",
-    by: AbstractBaseUser | None,
-) -> SenderUnit:
-    """Create a sender unit with the starter layout, recorded."""
-    unit = SenderUnit(
-        name=name,
-        slug=slug,
-        postal_address=postal_address,
-        timezone=timezone_name,
-        default_locale=default_locale,
-    )
-    unit.full_clean()
-    unit.save()
-    audit_record(unit=unit, actor=by, verb="unit.create", obj=unit)
-    # Imported here: campaigns builds on the core, and a unit's first draft must pass the
-    # content checks without anyone writing a layout by hand.
-    from campaigns.services.authoring import starter_layout_create
-
-    starter_layout_create(unit=unit, by=by)
-    return unit
 
 
 @transaction.atomic

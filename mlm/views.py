@@ -25,8 +25,8 @@ from mlm.forms import AuditFilterForm, OutboxFilterForm
 from mlm.models import AuditEntry, Membership, OutboxMessage, Role
 from mlm.scoping import UnitRequest, unit_view
 from mlm.services import audit_record, heartbeat_age, unit_send_test_mail
+from mlm.spreadsheets import csv_lines
 from mlm.tasks import WORKER_HEARTBEAT
-from recipients.imports import csv_lines
 
 
 @login_required

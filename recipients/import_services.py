@@ -26,6 +26,7 @@ from consent.models import DMType
 from mlm.models import Role
 from mlm.scoping import require_role
 from mlm.services import audit_record
+from mlm.spreadsheets import csv_lines
 from recipients import imports
 from recipients.imports import ATTESTATION, EMAIL, IGNORE, TARGETS, ImportFileError
 from recipients.models import (
@@ -519,4 +520,4 @@ def list_export(*, recipient_list: RecipientList, by: AbstractBaseUser | None) -
     recorded in the audit log (by list, never by person)."""
     user, _label = _actor(by)
     audit_record(unit=recipient_list.unit, actor=user, verb="list.export", obj=recipient_list)
-    return imports.csv_lines(imports.list_member_rows(recipient_list))
+    return csv_lines(imports.list_member_rows(recipient_list))

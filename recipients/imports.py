@@ -58,6 +58,7 @@ from consent.models import (
 )
 from consent.services import carry_case_sensitive_suppressions
 from mlm.inserts import insert_parts, table
+from mlm.spreadsheets import csv_lines
 from recipients.addresses import AddressHasher, InvalidAddress, normalise_address
 from recipients.models import (
     Audience,
@@ -1427,28 +1428,6 @@ class ImportRun:
 
 
 # Exports -------------------------------------------------------------------------------------
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(value: Any) -> str:
-    """A cell that a spreadsheet shows as text and never runs: one starting with = + - @ (or a
-    tab or carriage return, which some programs skip first) gets a leading apostrophe."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def csv_lines(rows: Iterable[Iterable[Any]]) -> Iterator[str]:
-    """CSV text of `rows`, formula-safe, with a byte order mark so Excel reads it as UTF-8."""
-    writer = csv.writer(_Echo())
-    yield "\ufeff"
-    for row in rows:
-        yield writer.writerow([spreadsheet_safe(v) for v in row])
 
 
 def list_member_rows(recipient_list) -> Iterator[list[Any]]:

@@ -16,7 +16,7 @@ from consent.selectors import recipient_dm_type_states
 from mlm.forms import bound, submit
 from mlm.models import Role
 from mlm.scoping import UnitRequest, unit_view
-from recipients import selectors, services
+from recipients import rights, selectors, services
 from recipients.forms import (
     EraseForm,
     GrantForm,
@@ -190,7 +190,7 @@ def recipient_withdraw(request: UnitRequest, recipient_code: UUID) -> HttpRespon
 @require_POST
 def recipient_export(request: UnitRequest, recipient_code: UUID) -> HttpResponse:
     recipient = _recipient(request, recipient_code)
-    data = services.recipient_export(recipient=recipient, by=request.user)
+    data = rights.recipient_export(recipient=recipient, by=request.user)
     response = JsonResponse(data, json_dumps_params={"ensure_ascii": False, "indent": 2})
     filename = f"recipient-{recipient.code}.json"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -203,7 +203,7 @@ def recipient_erase(request: UnitRequest, recipient_code: UUID) -> HttpResponse:
     form = bound(EraseForm, request)
     # recipient_erase returns nothing: `or True` tells success from a refusal (None).
     if submit(
-        form, lambda data: services.recipient_erase(recipient=recipient, by=request.user) or True
+        form, lambda data: rights.recipient_erase(recipient=recipient, by=request.user) or True
     ):
         messages.success(request, "The person's data was erased; the address stays suppressed.")
         return redirect("recipient_detail", request.unit.slug, recipient.code)

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractUser
 
+from campaigns.units import unit_create
 from mlm.models import Role, SenderUnit
-from mlm.services import membership_set, unit_create
+from mlm.services import membership_set
 
 PASSWORD = "correct horse battery staple"
 

@@ -16,16 +16,12 @@ from collections.abc import Callable
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DatabaseError, connection, transaction
 from django.db.models import (
-    Case,
-    CharField,
     Count,
     Exists,
     IntegerField,
     OuterRef,
-    Q,
     Subquery,
     Value,
-    When,
 )
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -33,12 +29,10 @@ from django.utils import timezone
 from campaigns import enqueue
 from campaigns.models import Campaign, Delivery, DeliveryStatus, SkipReason
 from campaigns.segments import campaign_segment_freeze
-from campaigns.selectors import campaign_members, campaigns_due, frequency_caps
+from campaigns.selectors import campaign_members, campaigns_due, frequency_caps, skip_reason
 from campaigns.sending.recovery import campaign_finish_if_done
 from campaigns.services.status import TransitionError, campaign_mark_started
-from consent.models import Subscription, SubscriptionState, Suppression
 from consent.selectors import sendable
-from recipients.models import Category, RecipientStatus
 
 log = logging.getLogger(__name__)
 
@@ -53,28 +47,7 @@ def _snapshot_select(campaign: Campaign) -> tuple[str, tuple, int, int]:
     one definition of I1), why not, and their mails within each frequency cap's window."""
     unit, dm_type, audience = campaign.unit, campaign.dm_type, campaign.audience
     allowed = sendable(unit=unit, dm_type=dm_type, audience=audience).filter(pk=OuterRef("pk"))
-    suppressed = Suppression.objects.filter(
-        Q(unit_id=campaign.unit_id) | Q(unit__isnull=True), email_hash=OuterRef("email_hash")
-    )
-    withdrawn = Subscription.objects.filter(
-        Q(dm_type=dm_type) | Q(dm_type__isnull=True),
-        recipient=OuterRef("pk"),
-        state=SubscriptionState.WITHDRAWN,
-    )
-    # The same order as the audience preview (campaigns.selectors.audience_summary).
-    why = Case(
-        When(status=RecipientStatus.BOUNCED, then=Value(SkipReason.BOUNCED.value)),
-        When(status=RecipientStatus.COMPLAINED, then=Value(SkipReason.COMPLAINED.value)),
-        When(status=RecipientStatus.ERASED, then=Value(SkipReason.ERASED.value)),
-        When(
-            ~Q(category__in=Category.of_audience(audience)),
-            then=Value(SkipReason.OTHER_AUDIENCE.value),
-        ),
-        When(Exists(suppressed), then=Value(SkipReason.SUPPRESSED.value)),
-        When(Exists(withdrawn), then=Value(SkipReason.WITHDRAWN.value)),
-        default=Value(SkipReason.NO_CONSENT.value),
-        output_field=CharField(),
-    )
+    why = skip_reason(campaign)
     caps = {cap.scope: cap for cap in frequency_caps(unit)}
 
     def recent(scope: str):

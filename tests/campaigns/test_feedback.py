@@ -24,7 +24,7 @@ from consent.selectors import sendable, subscription_mismatches
 from mlm.models import AuditEntry
 from recipients.addresses import address_hash
 from recipients.models import Audience, Recipient, RecipientStatus
-from recipients.services import recipient_erase
+from recipients.rights import recipient_erase
 from tests.campaigns import factories
 from tests.campaigns.sending import message_id, provider_id, sending_campaign, sent_to
 from tests.recipients.test_rights import places_holding

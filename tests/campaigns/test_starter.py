@@ -8,8 +8,9 @@ from django.urls import reverse
 from campaigns.checks import run_checks
 from campaigns.models import Layout
 from campaigns.starter import STARTER_LAYOUT_NAME
+from campaigns.units import unit_create
 from mlm.models import Role
-from mlm.services import membership_set, unit_create
+from mlm.services import membership_set
 from recipients.models import Audience
 from tests.campaigns import factories
 from tests.campaigns.test_checks import CHECK_KEYS

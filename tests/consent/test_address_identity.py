@@ -17,11 +17,11 @@ from consent.selectors import sendable
 from consent.services import grant, suppress, withdraw_everywhere
 from recipients.addresses import address_hash, address_key, normalise_address
 from recipients.models import Audience, Category, ImportMode, Recipient, RecipientStatus
+from recipients.rights import recipient_erase
 from recipients.services import (
     ErasedAddress,
     list_add_recipient,
     list_create,
-    recipient_erase,
     recipient_upsert,
 )
 from tests.imports.helpers import csv_bytes, dm_types, run_import

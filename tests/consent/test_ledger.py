@@ -9,10 +9,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 
+from campaigns.units import unit_create
 from consent.models import Channel, ConsentEvent, Subscription
 from consent.selectors import subscription_mismatches
 from consent.services import dm_type_create, grant, withdraw
-from mlm.services import unit_create
 from recipients.models import Category, Recipient, RecipientStatus
 from recipients.services import recipient_upsert
 

@@ -9,10 +9,10 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from campaigns.units import unit_create
 from consent.models import Channel, SuppressionReason
 from consent.selectors import sendable
 from consent.services import dm_type_create, grant, suppress, withdraw
-from mlm.services import unit_create
 from recipients.models import Audience, Category, Recipient, RecipientStatus
 from recipients.services import recipient_upsert
 

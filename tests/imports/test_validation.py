@@ -17,7 +17,8 @@ from consent.services import suppress
 from recipients.addresses import InvalidAddress, normalise_address
 from recipients.imports import normalise_import_address
 from recipients.models import Audience, Category, ImportStatus, Recipient
-from recipients.services import list_create, recipient_erase, recipient_upsert
+from recipients.rights import recipient_erase
+from recipients.services import list_create, recipient_upsert
 from tests.imports.helpers import csv_bytes, run_import
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 from django.test import RequestFactory
 
 from consent.models import ConsentEvent
-from consent.ratelimit import client_ip
 from consent.tokens import make_recipient_token
+from mlm.ratelimit import client_ip
 from tests.public.helpers import Browser
 
 

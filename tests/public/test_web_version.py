@@ -28,7 +28,7 @@ from campaigns.services.settings import unit_settings_update
 from campaigns.services.status import campaign_cancel
 from consent.tokens import make_recipient_token, make_web_version_token, read_web_version_token
 from recipients.models import Recipient
-from recipients.services import recipient_erase
+from recipients.rights import recipient_erase
 from tests.campaigns import factories
 
 LINK = re.compile(r'href="(https?://[^"]+/w/([A-Za-z0-9_-]+)/)"')

@@ -13,7 +13,8 @@ from django.core.files.storage import default_storage
 from recipients.held_files import ERASED_UPLOAD
 from recipients.import_services import import_upload
 from recipients.models import ImportJob, ImportStatus
-from recipients.services import recipient_erase, recipient_export, recipient_upsert
+from recipients.rights import recipient_erase, recipient_export
+from recipients.services import recipient_upsert
 from tests.imports.helpers import csv_bytes, run_import, upload
 
 

@@ -34,12 +34,11 @@ from consent.services import (
 from mlm.models import AuditEntry, OutboxMessage
 from recipients.addresses import address_hash
 from recipients.models import Audience, Category, ListMembership, Recipient, RecipientStatus
+from recipients.rights import recipient_erase, recipient_export
 from recipients.services import (
     ErasedAddress,
     list_add_members,
     list_create,
-    recipient_erase,
-    recipient_export,
     recipient_upsert,
 )
 from tests.campaigns.factories import campaign as campaign_factory

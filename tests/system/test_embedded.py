@@ -37,7 +37,8 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from campaigns.models import Campaign, CampaignStatus
 from mlm.models import Role
-from mlm.services import membership_set, unit_create
+from campaigns.units import unit_create
+from mlm.services import membership_set
 from recipients.addresses import address_hash
 from recipients.models import Audience, Category, ListMembership, Recipient
 from tests.campaigns import factories

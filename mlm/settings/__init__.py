@@ -1,0 +1,9 @@
+"""MLM settings, driven by environment variables (see the README's table), one module per idea:
+core (paths, keys, site, apps, database, Redis, languages, logging), security (logins, single
+sign-on, HTTPS, rate limits, CSP), mail (backends, ESPs, sender checks, webhooks) and work
+(imports, Celery, dispatch, frequency caps). DJANGO_SETTINGS_MODULE is mlm.settings."""
+
+from mlm.settings.core import *  # noqa: F403
+from mlm.settings.mail import *  # noqa: F403
+from mlm.settings.security import *  # noqa: F403
+from mlm.settings.work import *  # noqa: F403
