@@ -2,7 +2,7 @@
 or kept as the public operations of their module. Checked by `make lint` (see [tool.vulture])."""
 
 # Templates read these.
-_.percent  # campaigns/dispatch.py: progress
+_.percent  # campaigns/selectors.py: Progress
 _.done_percent
 _.skipped_rows  # campaigns/selectors.py: the audience summary
 first_sent_at  # campaigns/reports/campaign.py: the campaign report

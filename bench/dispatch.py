@@ -267,11 +267,11 @@ def stop_workers(workers: list[subprocess.Popen]) -> None:
 
 def run_app(campaign, sink: Sink, expected: int) -> tuple[float, float]:
     """(msg/s from the start action to the last message at the sink, seconds to the first)."""
-    from campaigns import dispatch
+    from campaigns.sending.start import campaign_start
 
     before = sink.stats()["count"]
     started = time.time()
-    dispatch.campaign_start(campaign=campaign)
+    campaign_start(campaign=campaign)
     committed = time.time() - started
     while sink.stats()["count"] - before < 1:
         time.sleep(0.01)

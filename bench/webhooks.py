@@ -77,7 +77,7 @@ def seed(count: int) -> tuple[str, list[tuple[int, str]]]:
 
     from campaigns.demo import DEMO_BODY, DEMO_SUBJECT
     from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
-    from campaigns.services import identity_create
+    from campaigns.services.authoring import identity_create
     from recipients.models import Audience
 
     with transaction.atomic():

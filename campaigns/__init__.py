@@ -1,1 +1,1 @@
-"""Campaigns, templates and layouts, checks, approval, dispatch, deliveries and reports."""
+"""Campaigns, templates and layouts, checks, approval, sending, deliveries and reports."""

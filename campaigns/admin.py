@@ -4,7 +4,7 @@ read-only views of campaigns."""
 from django.contrib import admin
 
 from campaigns.models import Campaign, Delivery, Layout, SenderIdentity, UnitCampaignSettings
-from campaigns.services import identity_approve
+from campaigns.services.authoring import identity_approve
 from mlm.admin import ReadOnlyAdmin
 from mlm.services import audit_record
 

@@ -16,11 +16,11 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db import transaction
 from django.db.models import Count, Q
 from django.template.loader import render_to_string
 from django.urls import reverse
 
+from campaigns import enqueue
 from campaigns.models import (
     BREAKER_MIN_ATTEMPTS,
     BounceKind,
@@ -32,7 +32,7 @@ from campaigns.models import (
     EventKind,
 )
 from campaigns.selectors import unit_settings
-from campaigns.services import TransitionError, campaign_pause
+from campaigns.services.status import TransitionError, campaign_pause
 from mlm.models import Membership, Role
 
 log = logging.getLogger(__name__)
@@ -114,8 +114,6 @@ def breaker_check(*, campaign_ids: Iterable[int]) -> list[int]:
     """Pause each sending campaign of `campaign_ids` whose rates pass their limits, with the
     reason on the campaign and in the audit log, and mail its unit's administrators after
     commit. Answers the ids paused (a campaign someone paused first is left as it is)."""
-    from campaigns.tasks import mail_breaker_pause
-
     paused = []
     for campaign in Campaign.objects.select_related("unit").filter(
         pk__in=list(campaign_ids), status=CampaignStatus.SENDING
@@ -134,10 +132,7 @@ def breaker_check(*, campaign_ids: Iterable[int]) -> list[int]:
             continue
         log.warning("campaign %s paused by the circuit breaker: %s", campaign.code, reason)
         paused.append(campaign.pk)
-        campaign_id = campaign.pk
-        transaction.on_commit(
-            lambda campaign_id=campaign_id: mail_breaker_pause.delay(campaign_id), robust=True
-        )
+        enqueue.breaker_mail_on_commit(campaign_id=campaign.pk)
     return paused
 
 

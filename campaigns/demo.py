@@ -154,7 +154,7 @@ def demo_setup_campaigns(unit: SenderUnit, user: AbstractBaseUser) -> None:
     """Give `unit` a signing key for its From domain, a sender identity, the demo layout and a
     draft of the demo newsletter, once (idempotent: later runs keep what exists)."""
     from campaigns.models import Campaign, Layout, SenderIdentity
-    from campaigns.services import campaign_create, identity_create, layout_create
+    from campaigns.services.authoring import campaign_create, identity_create, layout_create
     from consent.models import DMType
     from consent.services import dm_type_create
     from mlm.models import SendingDomain

@@ -1,7 +1,8 @@
 """Campaigns, their layouts and sender identities, the unit's campaign settings, and deliveries.
 
 A campaign is one message of one DM type from one unit to lists of one audience (I3). Its status
-changes only through `campaigns.services.campaign_transition` (a conditional UPDATE, audited).
+changes only through `campaigns.services.status.campaign_transition` (a conditional UPDATE,
+audited).
 """
 
 from __future__ import annotations
@@ -403,7 +404,7 @@ class SkipReason(models.TextChoices):
 class Delivery(models.Model):
     """One (campaign, recipient) row: the ledger of what was, or was not, sent and why (I4, I7).
 
-    Written by dispatch (campaigns.dispatch): the snapshot makes it `queued` or `skipped`; a batch
+    Written by sending (campaigns.sending): the snapshot makes it `queued` or `skipped`; a batch
     claims it (`sending`, with a lease); the send makes it `sent`, `deferred` (retried later) or
     `failed`; a lease that runs out makes it `in_doubt` (never re-sent without a person's say).
     The frequency caps count the `sent` rows of the last days.

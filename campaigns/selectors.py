@@ -342,3 +342,63 @@ def campaigns_failing(unit: SenderUnit) -> QuerySet[Campaign]:
         .filter(status__in=SEND_ERROR_STATUSES)
         .order_by("-send_error_at")
     )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Counts of a campaign's deliveries by status, and the recent sending rate."""
+
+    queued: int = 0
+    sending: int = 0
+    sent: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    failed: int = 0
+    in_doubt: int = 0
+    rate: float = 0.0  # messages a second over the last minute
+
+    @property
+    def total(self) -> int:
+        return (
+            self.queued
+            + self.sending
+            + self.sent
+            + self.skipped
+            + self.deferred
+            + self.failed
+            + self.in_doubt
+        )
+
+    def percent(self, name: str) -> float:
+        return round(100 * getattr(self, name) / self.total, 1) if self.total else 0.0
+
+    @property
+    def done_percent(self) -> float:
+        if not self.total:
+            return 0.0
+        done = self.sent + self.skipped + self.failed + self.in_doubt
+        return round(100 * done / self.total, 1)
+
+
+def campaign_progress(campaign: Campaign) -> Progress:
+    """How far the campaign's sending is (one query for counts, one for the rate)."""
+    counts = dict(
+        Delivery.objects.filter(campaign=campaign)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
+    since = timezone.now() - timedelta(seconds=60)
+    recent = Delivery.objects.filter(
+        campaign=campaign, status=DeliveryStatus.SENT, sent_at__gte=since
+    ).count()
+    return Progress(
+        queued=counts.get(DeliveryStatus.QUEUED, 0),
+        sending=counts.get(DeliveryStatus.SENDING, 0),
+        sent=counts.get(DeliveryStatus.SENT, 0),
+        skipped=counts.get(DeliveryStatus.SKIPPED, 0),
+        deferred=counts.get(DeliveryStatus.DEFERRED, 0),
+        failed=counts.get(DeliveryStatus.FAILED, 0),
+        in_doubt=counts.get(DeliveryStatus.IN_DOUBT, 0),
+        rate=round(recent / 60, 1),
+    )

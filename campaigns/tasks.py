@@ -1,4 +1,4 @@
-"""Celery entry points of campaigns: test mails, dispatch's batches, starts and recovery, and the
+"""Celery entry points of campaigns: test mails, sending's start, batches and recovery, and the
 circuit breaker's mail.
 
 Tasks take ids (JSON), call one service, and classify errors: a lost database or broker is
@@ -20,19 +20,24 @@ from django.contrib.auth import get_user_model
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 
-from campaigns import dispatch
+from campaigns import enqueue
 from campaigns.breaker import build_breaker_mail
 from campaigns.mail import CampaignMailer
 from campaigns.models import Campaign
 from campaigns.sandbox import RenderError
 from campaigns.selectors import deferred_due
-from campaigns.services import campaign_clear_send_error, campaign_record_send_error
+from campaigns.sending import batches, recovery, start
+from campaigns.services.status import (
+    TransitionError,
+    campaign_clear_send_error,
+    campaign_record_send_error,
+)
 from recipients.models import Recipient
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="campaigns.tasks.send_campaign_test")
+@shared_task(name=enqueue.SEND_TEST)
 def send_campaign_test(campaign_id: int, user_id: int, recipient_code: str | None = None) -> None:
     """Send a campaign's [TEST] mail to an editor's own address (no delivery row, not counted)."""
     campaign = (
@@ -56,10 +61,10 @@ def send_campaign_test(campaign_id: int, user_id: int, recipient_code: str | Non
     log.info("campaign test of %s sent to %s", campaign.code, user.email)
 
 
-# Dispatch ----------------------------------------------------------------------------------------
+# Sending ----------------------------------------------------------------------------------------
 
 # PostgreSQL or Redis gone for a moment (a restart): retry with exponential backoff, never give up
-# for good while the campaign still has rows (beat's recovery would kick it again anyway).
+# for good while the campaign still has rows (beat's recovery fans its batches out again anyway).
 _TRANSIENT = (OperationalError, InterfaceError, ConnectionError, TimeoutError)
 _RETRY = {
     "autoretry_for": _TRANSIENT,
@@ -108,7 +113,7 @@ def _retry_later(task, campaign_id: int, error: Exception) -> Exception:
 
 
 @shared_task(
-    name="campaigns.tasks.send_batch",
+    name=enqueue.SEND_BATCH,
     bind=True,
     time_limit=max(settings.MLM_DISPATCH_LEASE_SECONDS - 10, 5),
     soft_time_limit=max(settings.MLM_DISPATCH_LEASE_SECONDS - 20, 4),
@@ -118,7 +123,7 @@ def send_batch(self, campaign_id: int) -> dict:
     """Claim and send one batch of the campaign, then queue the next one (or come back when
     deferred rows are due). Delivered twice, it claims other rows or none: nothing goes twice."""
     try:
-        result = dispatch.batch_send(campaign_id=campaign_id)
+        result = batches.batch_send(campaign_id=campaign_id)
     except _TRANSIENT as error:
         raise _retry_later(self, campaign_id, error) from None
     if result.sent or result.finished:
@@ -147,17 +152,15 @@ def send_batch(self, campaign_id: int) -> dict:
     return {"claimed": result.claimed, "sent": result.sent, "finished": result.finished}
 
 
-@shared_task(name="campaigns.tasks.start_campaign", bind=True, **_RETRY_BY_HAND)
-def start_campaign(self, campaign_id: int) -> None:
+@shared_task(name=enqueue.START, bind=True, **_RETRY_BY_HAND)
+def campaign_start(self, campaign_id: int) -> None:
     """Start a campaign sent "now": the snapshot and the first batches."""
-    from campaigns.services import TransitionError
-
     try:
         campaign = Campaign.objects.select_related("unit", "dm_type").filter(pk=campaign_id).first()
         if campaign is None:
             return
         try:
-            dispatch.campaign_start(campaign=campaign, by=None)
+            start.campaign_start(campaign=campaign, by=None)
         except TransitionError as error:  # cancelled or reopened meanwhile, or already started
             log.info("campaign %s not started: %s", campaign.code, error)
             return
@@ -172,24 +175,23 @@ def _start_failed_at_sweep(campaign_id: int, error: DatabaseError) -> None:
     _record(campaign_id, error, next_attempt_at=next_sweep)
 
 
-@shared_task(name="campaigns.tasks.start_due_campaigns", **_RETRY)
-def start_due_campaigns() -> list[int]:
+@shared_task(name=enqueue.START_DUE, **_RETRY)
+def campaigns_start_due() -> list[int]:
     """Beat: start scheduled campaigns whose time has come (or passed while we were down); one
     that fails is written on its page and tried again at the next sweep, the others start."""
-    started = dispatch.campaigns_start_due(on_error=_start_failed_at_sweep)
+    started = start.campaigns_start_due(on_error=_start_failed_at_sweep)
     for campaign_id in started:
         campaign_clear_send_error(campaign_id=campaign_id)
     return started
 
 
-@shared_task(name="campaigns.tasks.recover_deliveries", **_RETRY)
+@shared_task(name=enqueue.RECOVER, **_RETRY)
 def recover_deliveries() -> int:
     """Beat: rows whose lease ran out become in doubt; stalled campaigns get batches again."""
-    return dispatch.deliveries_recover()
+    return recovery.deliveries_recover()
 
 
-# The name it had when it lived in campaigns/breaker.py: messages already queued keep working.
-@shared_task(name="campaigns.breaker.mail_breaker_pause", bind=True, max_retries=6)
+@shared_task(name=enqueue.BREAKER_MAIL, bind=True, max_retries=6)
 def mail_breaker_pause(self, campaign_id: int) -> None:
     """Mail the unit's administrators that the breaker paused a campaign (default backend)."""
     campaign = Campaign.objects.select_related("unit").filter(pk=campaign_id).first()

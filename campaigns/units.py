@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from campaigns.services import starter_layout_create
+from campaigns.services.authoring import starter_layout_create
 from mlm.models import SenderUnit
 from mlm.services import audit_record
 

@@ -18,7 +18,7 @@ from django.utils.html import escape
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_POST
 
-from campaigns import dispatch, selectors, services
+from campaigns import selectors
 from campaigns.checks import run_checks
 from campaigns.forms import (
     AcknowledgeForm,
@@ -36,6 +36,8 @@ from campaigns.models import BodyFormat, Campaign, CampaignStatus, Layout, Sende
 from campaigns.rendering import CompiledMail
 from campaigns.sandbox import RenderError
 from campaigns.segments import segment_shown
+from campaigns.services import authoring, status
+from campaigns.services.settings import unit_settings_update
 from mlm.forms import bound, submit
 from mlm.models import AuditEntry, Role
 from mlm.scoping import UnitRequest, unit_view
@@ -82,10 +84,10 @@ def _refused(request: UnitRequest, error: Exception) -> None:
 @unit_view(Role.VIEWER)
 def campaign_list(request: UnitRequest) -> HttpResponse:
     campaigns = selectors.campaign_list(request.unit)
-    status = request.GET.get("status", "")
-    if status in CampaignStatus.values:
-        campaigns = campaigns.filter(status=status)
-    context = {"campaigns": campaigns, "statuses": CampaignStatus.choices, "status": status}
+    chosen = request.GET.get("status", "")
+    if chosen in CampaignStatus.values:
+        campaigns = campaigns.filter(status=chosen)
+    context = {"campaigns": campaigns, "statuses": CampaignStatus.choices, "status": chosen}
     return render(request, "campaigns/campaign_list.html", context)
 
 
@@ -93,7 +95,7 @@ def campaign_list(request: UnitRequest) -> HttpResponse:
 def campaign_create(request: UnitRequest) -> HttpResponse:
     form = bound(CampaignForm, request, unit=request.unit)
     created = submit(
-        form, lambda data: services.campaign_create(unit=request.unit, by=request.user, **data)
+        form, lambda data: authoring.campaign_create(unit=request.unit, by=request.user, **data)
     )
     if created is not None:
         messages.success(request, f"Draft “{created.name}” saved. Check it, then submit it.")
@@ -121,7 +123,7 @@ def campaign_edit(request: UnitRequest, campaign_code: UUID) -> HttpResponse:
     )
     updated = submit(
         form,
-        lambda data: services.campaign_update(campaign=campaign, by=request.user, **data),
+        lambda data: authoring.campaign_update(campaign=campaign, by=request.user, **data),
     )
     if updated is not None:
         again = " It is a draft again." if campaign.status != CampaignStatus.DRAFT else ""
@@ -163,7 +165,7 @@ def _sending_context(campaign: Campaign) -> dict:
         .select_related("recipient")
         .order_by("id")[:200]
     )
-    return {"progress": dispatch.campaign_progress(campaign), "in_doubt": in_doubt}
+    return {"progress": selectors.campaign_progress(campaign), "in_doubt": in_doubt}
 
 
 @unit_view(Role.VIEWER)
@@ -189,14 +191,14 @@ def _sending_action(request: UnitRequest, campaign_code: UUID, action, done: str
 @require_POST
 def campaign_pause(request: UnitRequest, campaign_code: UUID) -> HttpResponse:
     return _sending_action(
-        request, campaign_code, services.campaign_pause, "Paused: no new batch starts."
+        request, campaign_code, status.campaign_pause, "Paused: no new batch starts."
     )
 
 
 @unit_view(Role.APPROVER)
 @require_POST
 def campaign_resume(request: UnitRequest, campaign_code: UUID) -> HttpResponse:
-    return _sending_action(request, campaign_code, services.campaign_resume, "Sending again.")
+    return _sending_action(request, campaign_code, status.campaign_resume, "Sending again.")
 
 
 @unit_view(Role.APPROVER)
@@ -205,7 +207,7 @@ def campaign_send_in_doubt(request: UnitRequest, campaign_code: UUID) -> HttpRes
     return _sending_action(
         request,
         campaign_code,
-        dispatch.deliveries_send_in_doubt,
+        status.deliveries_send_in_doubt,
         "The deliveries in doubt are queued again; some of them may get the mail twice.",
     )
 
@@ -215,7 +217,7 @@ def campaign_send_in_doubt(request: UnitRequest, campaign_code: UUID) -> HttpRes
 def campaign_submit(request: UnitRequest, campaign_code: UUID) -> HttpResponse:
     campaign = _campaign(request, campaign_code)
     try:
-        services.campaign_submit(campaign=campaign, by=request.user)
+        status.campaign_submit(campaign=campaign, by=request.user)
         messages.success(request, "Submitted: an approver of the unit can now approve it.")
     except (ValidationError, PermissionDenied) as error:
         _refused(request, error)
@@ -230,10 +232,10 @@ def campaign_review(request: UnitRequest, campaign_code: UUID) -> HttpResponse:
         comment = form.cleaned_data["comment"]
         try:
             if request.POST.get("decision") == "approve":
-                services.campaign_approve(campaign=campaign, by=request.user, comment=comment)
+                status.campaign_approve(campaign=campaign, by=request.user, comment=comment)
                 messages.success(request, "Approved. It can now be scheduled.")
             else:
-                services.campaign_reject(campaign=campaign, by=request.user, comment=comment)
+                status.campaign_reject(campaign=campaign, by=request.user, comment=comment)
                 messages.success(request, "Sent back to the editors with your comment.")
             return redirect("campaign_detail", request.unit.slug, campaign.code)
         except (ValidationError, PermissionDenied) as error:
@@ -255,7 +257,7 @@ def campaign_schedule(request: UnitRequest, campaign_code: UUID) -> HttpResponse
     form = bound(ScheduleForm, request)
     done = submit(
         form,
-        lambda data: services.campaign_schedule(
+        lambda data: status.campaign_schedule(
             campaign=campaign, by=request.user, when=data["at"] if data["when"] == "later" else None
         ),
     )
@@ -273,7 +275,7 @@ def campaign_schedule(request: UnitRequest, campaign_code: UUID) -> HttpResponse
 def campaign_cancel(request: UnitRequest, campaign_code: UUID) -> HttpResponse:
     campaign = _campaign(request, campaign_code)
     try:
-        services.campaign_cancel(campaign=campaign, by=request.user)
+        status.campaign_cancel(campaign=campaign, by=request.user)
         messages.success(request, "Cancelled.")
     except (ValidationError, PermissionDenied) as error:
         _refused(request, error)
@@ -287,7 +289,7 @@ def campaign_acknowledge(request: UnitRequest, campaign_code: UUID) -> HttpRespo
     form = AcknowledgeForm(request.POST)
     if form.is_valid():
         try:
-            services.campaign_acknowledge(campaign=campaign, by=request.user, **form.cleaned_data)
+            authoring.campaign_acknowledge(campaign=campaign, by=request.user, **form.cleaned_data)
             messages.success(request, f"“{form.cleaned_data['word']}” acknowledged.")
         except (ValidationError, PermissionDenied) as error:
             _refused(request, error)
@@ -303,7 +305,7 @@ def campaign_test(request: UnitRequest, campaign_code: UUID) -> HttpResponse:
     form = TestSendForm(request.POST)
     code = form.cleaned_data["recipient"] if form.is_valid() else None
     try:
-        services.campaign_send_test(
+        authoring.campaign_send_test(
             campaign=campaign, by=request.user, recipient_code=str(code) if code else None
         )
         messages.success(
@@ -432,7 +434,7 @@ def layout_list(request: UnitRequest) -> HttpResponse:
 def layout_create(request: UnitRequest) -> HttpResponse:
     form = bound(LayoutForm, request)
     created = submit(
-        form, lambda data: services.layout_create(unit=request.unit, by=request.user, **data)
+        form, lambda data: authoring.layout_create(unit=request.unit, by=request.user, **data)
     )
     if created is not None:
         messages.success(request, f"Layout “{created.name}” saved.")
@@ -445,7 +447,7 @@ def layout_edit(request: UnitRequest, layout_code: UUID) -> HttpResponse:
     layout = _layout(request, layout_code)
     form = bound(LayoutForm, request, initial={"name": layout.name, "html": layout.html})
     updated = submit(
-        form, lambda data: services.layout_update(layout=layout, by=request.user, **data)
+        form, lambda data: authoring.layout_update(layout=layout, by=request.user, **data)
     )
     if updated is not None:
         messages.success(request, f"Layout “{updated.name}” saved.")
@@ -473,7 +475,7 @@ def unit_settings(request: UnitRequest) -> HttpResponse:
     form = bound(UnitSettingsForm, request, initial=initial)
     saved = submit(
         form,
-        lambda data: services.unit_settings_update(unit=request.unit, by=request.user, **data),
+        lambda data: unit_settings_update(unit=request.unit, by=request.user, **data),
     )
     if saved is not None:
         messages.success(request, "Campaign settings saved.")
@@ -491,7 +493,7 @@ def unit_settings(request: UnitRequest) -> HttpResponse:
 def identity_request(request: UnitRequest) -> HttpResponse:
     form = bound(IdentityRequestForm, request)
     identity = submit(
-        form, lambda data: services.identity_request(unit=request.unit, by=request.user, **data)
+        form, lambda data: authoring.identity_request(unit=request.unit, by=request.user, **data)
     )
     if identity is not None:
         if identity.pending_reason:

@@ -31,7 +31,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from campaigns.feedback import Feedback, feedback_record
 from campaigns.models import BounceKind, EventKind
-from campaigns.services import send_error_text
+from campaigns.services.status import send_error_text
 from mlm.db import skip_health_check
 from recipients.addresses import address_hash
 

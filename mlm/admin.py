@@ -80,7 +80,7 @@ class SenderUnitAdmin(admin.ModelAdmin):
         )
         if not change:
             # As campaigns.units.unit_create does: a unit made here starts with the starter layout.
-            from campaigns.services import starter_layout_create
+            from campaigns.services.authoring import starter_layout_create
 
             starter_layout_create(unit=obj, by=request.user)
 

@@ -79,7 +79,7 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
-# Dispatch (campaigns.dispatch): batches claimed by workers, their lease, retries, limits.
+# Sending (campaigns.sending): batches claimed by workers, their lease, retries, limits.
 MLM_DISPATCH_BATCH_SIZE = env_int(
     "MLM_DISPATCH_BATCH_SIZE", 50, "Deliveries a worker claims and sends over one connection."
 )

@@ -6,7 +6,7 @@ from typing import Any
 
 from campaigns.demo import DEMO_BODY, DEMO_LAYOUT, DEMO_SUBJECT
 from campaigns.models import Campaign, Layout, SenderIdentity
-from campaigns.services import campaign_create, identity_create, layout_create
+from campaigns.services.authoring import campaign_create, identity_create, layout_create
 from consent.models import Channel, DMType
 from consent.services import dm_type_create, grant
 from mlm.models import SenderUnit

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from campaigns.models import Delivery, DeliveryStatus, SkipReason
 from campaigns.selectors import audience_summary
-from campaigns.services import unit_settings_update
+from campaigns.services.settings import unit_settings_update
 from consent.models import Channel, SuppressionReason
 from consent.services import suppress, withdraw
 from recipients.models import Recipient, RecipientStatus

@@ -15,7 +15,6 @@ from django.db.migrations.executor import MigrationExecutor
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns import dispatch
 from campaigns.bodies import body_html, sanitize_rich_text
 from campaigns.checks import run_checks
 from campaigns.demo import DEMO_LAYOUT
@@ -23,7 +22,9 @@ from campaigns.mail import SAMPLE_RECIPIENT, SAMPLE_UNSUBSCRIBE_URL, LinkMaker
 from campaigns.models import BodyFormat, Campaign, CampaignStatus
 from campaigns.rendering import CompiledMail
 from campaigns.sandbox import RenderError
-from campaigns.services import campaign_update
+from campaigns.sending.batches import batch_send
+from campaigns.sending.start import campaign_start
+from campaigns.services.authoring import campaign_update
 from tests.campaigns import factories
 from tests.personas import make_world
 
@@ -313,8 +314,8 @@ def test_dispatch_sends_the_html_of_each_format(world, body_format):
         status=CampaignStatus.SCHEDULED, scheduled_at=timezone.now() - timedelta(seconds=1)
     )
     campaign.refresh_from_db()
-    dispatch.campaign_start(campaign=campaign, by=None)
-    dispatch.batch_send(campaign_id=campaign.pk)
+    campaign_start(campaign=campaign, by=None)
+    batch_send(campaign_id=campaign.pk)
     sent = mail.outbox[0]
     html = squeeze(sent.alternatives[0][0])
     assert "Hello Ann</h1>" in html and "see the programme</a>" in html

@@ -14,7 +14,6 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from campaigns import dispatch
 from campaigns.bounces import ImapSource, NotADeliveryReport, bounces_process, dsn_feedback
 from campaigns.models import (
     BounceKind,
@@ -25,6 +24,8 @@ from campaigns.models import (
     DeliveryStatus,
     EventKind,
 )
+from campaigns.sending.batches import batch_send
+from campaigns.sending.start import campaign_start
 from consent.models import Suppression, SuppressionReason
 from recipients.models import RecipientStatus
 from tests.campaigns import factories
@@ -113,8 +114,8 @@ def _sent(world, *emails: str) -> dict[str, Delivery]:
         status=CampaignStatus.SCHEDULED, scheduled_at=timezone.now() - timedelta(seconds=1)
     )
     campaign.refresh_from_db()
-    dispatch.campaign_start(campaign=campaign, by=None)
-    assert dispatch.batch_send(campaign_id=campaign.pk).sent == len(emails)
+    campaign_start(campaign=campaign, by=None)
+    assert batch_send(campaign_id=campaign.pk).sent == len(emails)
     rows = Delivery.objects.filter(campaign=campaign).select_related("recipient")
     return {row.recipient.email: row for row in rows}
 

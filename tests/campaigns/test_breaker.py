@@ -10,7 +10,6 @@ from django.core import mail
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 
-from campaigns import services
 from campaigns.feedback import Feedback, feedback_record
 from campaigns.models import (
     BREAKER_MIN_ATTEMPTS,
@@ -20,6 +19,8 @@ from campaigns.models import (
     EventKind,
     UnitCampaignSettings,
 )
+from campaigns.services.settings import unit_settings_update
+from campaigns.services.status import campaign_pause, campaign_resume
 from campaigns.tasks import mail_breaker_pause
 from mlm.models import AuditEntry
 from tests.campaigns.sending import many_recipients, sending_campaign, sent_to
@@ -127,7 +128,7 @@ def test_it_pauses_when_hard_bounces_pass_the_limit(big):
 
 def test_a_unit_may_lower_its_limit(big, world):
     campaign, deliveries, _ = big
-    services.unit_settings_update(
+    unit_settings_update(
         unit=world.unit,
         by=world.alice,
         allow_self_approval=False,
@@ -147,7 +148,7 @@ def test_a_unit_may_lower_its_limit(big, world):
 )
 def test_a_unit_may_not_raise_its_limit(world, field, value):
     with pytest.raises(ValidationError, match="never later"):
-        services.unit_settings_update(
+        unit_settings_update(
             unit=world.unit,
             by=world.alice,
             allow_self_approval=False,
@@ -183,7 +184,7 @@ def test_the_settings_page_sets_the_limits(world, client_for):
 
 def test_only_a_sending_campaign_is_paused(big, world):
     campaign, deliveries, _ = big
-    services.campaign_pause(campaign=campaign, by=world.amy)
+    campaign_pause(campaign=campaign, by=world.amy)
     feedback_record(complaints(deliveries[:10]))
     campaign.refresh_from_db()
     assert campaign.pause_reason == ""  # paused by a person, and left so
@@ -200,14 +201,14 @@ def test_resuming_a_breaker_pause_needs_an_approver(big, world, client_for):
     assert "Paused by the system." in page.content.decode()
     assert "4 complaints in 1,000 attempts" in page.content.decode()
     with pytest.raises(PermissionDenied, match="approver"):
-        services.campaign_resume(campaign=campaign, by=world.bob)
-    services.campaign_resume(campaign=campaign, by=world.amy)
+        campaign_resume(campaign=campaign, by=world.bob)
+    campaign_resume(campaign=campaign, by=world.amy)
     campaign.refresh_from_db()
     assert (campaign.status, campaign.pause_reason) == (CampaignStatus.SENDING, "")
 
 
 def test_a_person_pause_is_resumed_by_an_editor_as_before(big, world):
     campaign, _, _ = big
-    services.campaign_pause(campaign=campaign, by=world.bob)
-    services.campaign_resume(campaign=campaign, by=world.bob)
+    campaign_pause(campaign=campaign, by=world.bob)
+    campaign_resume(campaign=campaign, by=world.bob)
     assert _status(campaign) == CampaignStatus.SENDING

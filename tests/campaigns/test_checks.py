@@ -8,7 +8,8 @@ from django.core.exceptions import ValidationError
 from campaigns.checks import run_checks
 from campaigns.demo import DEMO_BODY, DEMO_LAYOUT
 from campaigns.models import Campaign
-from campaigns.services import campaign_acknowledge, campaign_submit
+from campaigns.services.authoring import campaign_acknowledge
+from campaigns.services.status import campaign_submit
 from tests.campaigns import factories
 
 CHECK_KEYS = {
@@ -170,7 +171,7 @@ def test_banned_words_are_found_until_each_is_acknowledged(world):
 
 
 def test_the_banned_words_are_the_unit_s_own(world):
-    from campaigns.services import unit_settings_update
+    from campaigns.services.settings import unit_settings_update
 
     unit_settings_update(
         unit=world.unit,

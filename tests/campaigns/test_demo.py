@@ -13,7 +13,7 @@ from django.urls import reverse
 from campaigns.demo import DEMO_CAMPAIGN_NAME, DEMO_LAYOUT_NAME, demo_setup_campaigns
 from campaigns.models import Campaign, CampaignStatus, Layout, SenderIdentity
 from campaigns.selectors import audience_summary
-from campaigns.services import campaign_approve, campaign_submit
+from campaigns.services.status import campaign_approve, campaign_submit
 from campaigns.starter import STARTER_LAYOUT_NAME
 from mlm.models import Role, SenderUnit, SendingDomain
 

@@ -15,9 +15,19 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from campaigns import dispatch, services
 from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, SkipReason
-from campaigns.services import unit_settings_update
+from campaigns.selectors import campaign_progress
+from campaigns.sending.batches import batch_claim, batch_recheck, batch_send, campaign_messages
+from campaigns.sending.recovery import deliveries_recover
+from campaigns.sending.start import campaign_start, campaigns_start_due, deliveries_snapshot
+from campaigns.sending.transport import classify
+from campaigns.services.settings import unit_settings_update
+from campaigns.services.status import (
+    campaign_cancel,
+    campaign_pause,
+    campaign_resume,
+    deliveries_send_in_doubt,
+)
 from consent.models import Channel, SuppressionReason
 from consent.services import suppress, withdraw
 from recipients.models import Recipient, RecipientStatus
@@ -67,7 +77,7 @@ def test_it_snapshots_sendable_as_queued_and_the_rest_with_reasons(
     with its reason; one row per recipient even when on two lists."""
     campaign, _, _ = _mixed_world(world)
     with django_capture_on_commit_callbacks() as callbacks:
-        written = dispatch.campaign_start(campaign=campaign, by=None)
+        written = campaign_start(campaign=campaign, by=None)
     assert written == 7
     assert _rows(campaign) == {
         "ok@example.com": (D.QUEUED, ""),
@@ -80,7 +90,7 @@ def test_it_snapshots_sendable_as_queued_and_the_rest_with_reasons(
     }
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.SENDING
-    assert len(callbacks) == 1  # the kick, after commit
+    assert len(callbacks) == 1  # the fan-out, after commit
 
 
 def test_it_writes_the_snapshot_in_one_statement(world):
@@ -88,7 +98,7 @@ def test_it_writes_the_snapshot_in_one_statement(world):
     writing the rows."""
     campaign, _, _ = _mixed_world(world)
     with CaptureQueriesContext(connection) as queries:
-        dispatch.deliveries_snapshot(campaign=campaign)
+        deliveries_snapshot(campaign=campaign)
     inserts = [q["sql"] for q in queries.captured_queries if "INSERT" in q["sql"]]
     assert len(inserts) == 1 and "SELECT" in inserts[0]
 
@@ -113,7 +123,7 @@ def test_it_skips_recipients_over_a_frequency_cap(world):
         status=D.SENT,
         sent_at=timezone.now() - timedelta(days=1),
     )
-    dispatch.deliveries_snapshot(campaign=campaign)
+    deliveries_snapshot(campaign=campaign)
     rows = _rows(campaign)
     assert rows["ok2@example.com"] == (D.SKIPPED, SkipReason.UNIT_CAP)
     assert rows["ok@example.com"] == (D.QUEUED, "")
@@ -129,7 +139,7 @@ def test_it_enqueues_nothing_when_the_start_rolls_back(world, django_capture_on_
         pytest.raises(RuntimeError),
         transaction.atomic(),
     ):
-        dispatch.campaign_start(campaign=campaign, by=None)
+        campaign_start(campaign=campaign, by=None)
         raise RuntimeError("rolled back")
     assert callbacks == []
     assert not Delivery.objects.filter(campaign=campaign).exists()
@@ -147,7 +157,7 @@ def _started(world, count: int = 5):
         for i in range(count)
     ]
     campaign = _scheduled(factories.campaign(world, lists=[target]))
-    dispatch.campaign_start(campaign=campaign, by=None)
+    campaign_start(campaign=campaign, by=None)
     return campaign, people, news
 
 
@@ -155,10 +165,10 @@ def test_it_claims_each_row_once_with_a_lease(world, settings):
     """I7: a claim marks rows sending with a lease and one more attempt; a second claim (a task
     delivered twice) gets other rows, never the same."""
     campaign, _, _ = _started(world, 5)
-    first = dispatch.batch_claim(campaign_id=campaign.pk, size=3)
-    second = dispatch.batch_claim(campaign_id=campaign.pk, size=3)
+    first = batch_claim(campaign_id=campaign.pk, size=3)
+    second = batch_claim(campaign_id=campaign.pk, size=3)
     assert len(first) == 3 and len(second) == 2 and not set(first) & set(second)
-    assert dispatch.batch_claim(campaign_id=campaign.pk, size=3) == []
+    assert batch_claim(campaign_id=campaign.pk, size=3) == []
     rows = Delivery.objects.filter(pk__in=first)
     assert {r.status for r in rows} == {D.SENDING}
     assert all(r.attempts == 1 and r.lease_until > timezone.now() for r in rows)
@@ -167,9 +177,9 @@ def test_it_claims_each_row_once_with_a_lease(world, settings):
 def test_it_sends_a_batch_once_even_if_the_task_runs_twice(world):
     """I7: the same batch task run again after it completed sends nothing more."""
     campaign, _, _ = _started(world, 3)
-    result = dispatch.batch_send(campaign_id=campaign.pk)
+    result = batch_send(campaign_id=campaign.pk)
     assert result.sent == 3 and len(mail.outbox) == 3
-    again = dispatch.batch_send(campaign_id=campaign.pk)
+    again = batch_send(campaign_id=campaign.pk)
     assert again.claimed == 0 and again.finished and len(mail.outbox) == 3
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.SENT
@@ -181,11 +191,11 @@ def test_it_puts_the_list_headers_on_every_mail(world):
     """I5: List-Unsubscribe (https one-click URL), List-Unsubscribe-Post, List-Id, Feedback-ID,
     Precedence; the message parses as MIME with text and HTML parts."""
     campaign, _, _ = _started(world, 1)
-    dispatch.batch_send(campaign_id=campaign.pk)
+    batch_send(campaign_id=campaign.pk)
     raw = mail.outbox[0].message().as_bytes(linesep="\r\n")
     parsed = message_from_bytes(raw, policy=policy.default)
     row = Delivery.objects.select_related("recipient").get(campaign=campaign)
-    links = dispatch.campaign_messages(campaign).mailer.link_maker().links(row.recipient)
+    links = campaign_messages(campaign).mailer.link_maker().links(row.recipient)
     assert parsed["List-Unsubscribe"] == f"<{links.one_click}>"
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert parsed["List-Id"].endswith(".engineering.engineering.example.edu>")
@@ -202,7 +212,7 @@ def test_it_skips_a_recipient_who_withdrew_after_the_snapshot(world):
     withdrawn during sending, and nothing is sent to them."""
     campaign, people, news = _started(world, 3)
     withdraw(recipient=people[1], dm_types=[news], channel=Channel.ONE_CLICK)
-    result = dispatch.batch_send(campaign_id=campaign.pk)
+    result = batch_send(campaign_id=campaign.pk)
     assert result.sent == 2 and result.skipped == 1
     assert [m.to for m in mail.outbox if "p1@example.com" in str(m.to)] == []
     row = Delivery.objects.get(campaign=campaign, recipient=people[1])
@@ -212,10 +222,10 @@ def test_it_skips_a_recipient_who_withdrew_after_the_snapshot(world):
 def test_it_rechecks_the_batch_in_one_query(world):
     """I6: the re-check is one query on `sendable` for the whole batch."""
     campaign, _, _ = _started(world, 4)
-    ids = dispatch.batch_claim(campaign_id=campaign.pk)
+    ids = batch_claim(campaign_id=campaign.pk)
     campaign = Campaign.objects.select_related("unit", "dm_type").get(pk=campaign.pk)
     with CaptureQueriesContext(connection) as queries:
-        rows = dispatch.batch_recheck(campaign=campaign, ids=ids)
+        rows = batch_recheck(campaign=campaign, ids=ids)
     assert len(rows) == 4
     assert len(queries.captured_queries) == 2  # the claimed rows, then `sendable` for them
 
@@ -223,20 +233,20 @@ def test_it_rechecks_the_batch_in_one_query(world):
 def test_it_sends_nothing_while_paused_and_resumes(world, django_capture_on_commit_callbacks):
     """Pause takes effect between batches: no claim while paused; resume enqueues batches."""
     campaign, _, _ = _started(world, 2)
-    services.campaign_pause(campaign=campaign, by=world.amy)
-    assert dispatch.batch_send(campaign_id=campaign.pk).claimed == 0
+    campaign_pause(campaign=campaign, by=world.amy)
+    assert batch_send(campaign_id=campaign.pk).claimed == 0
     assert mail.outbox == []
     with django_capture_on_commit_callbacks() as callbacks:
-        services.campaign_resume(campaign=campaign, by=world.amy)
+        campaign_resume(campaign=campaign, by=world.amy)
     assert len(callbacks) == 1
-    assert dispatch.batch_send(campaign_id=campaign.pk).sent == 2
+    assert batch_send(campaign_id=campaign.pk).sent == 2
 
 
 def test_it_skips_the_unclaimed_rows_of_a_cancelled_campaign(world):
     """Cancel: rows no batch claimed become skipped (campaign cancelled), nothing more goes."""
     campaign, _, _ = _started(world, 3)
-    services.campaign_cancel(campaign=campaign, by=world.alice)
-    assert dispatch.batch_send(campaign_id=campaign.pk).claimed == 0
+    campaign_cancel(campaign=campaign, by=world.alice)
+    assert batch_send(campaign_id=campaign.pk).claimed == 0
     assert set(_rows(campaign).values()) == {(D.SKIPPED, SkipReason.CANCELLED)}
 
 
@@ -246,21 +256,21 @@ def test_it_marks_rows_past_their_lease_in_doubt_and_never_resends_them(
     """I7: rows whose worker died (lease ran out) become in doubt and are not sent again by
     themselves; an approver may choose to send them."""
     campaign, _, _ = _started(world, 3)
-    ids = dispatch.batch_claim(campaign_id=campaign.pk, size=2)
+    ids = batch_claim(campaign_id=campaign.pk, size=2)
     Delivery.objects.filter(pk__in=ids).update(lease_until=timezone.now() - timedelta(seconds=1))
-    assert dispatch.deliveries_recover() == 2
+    assert deliveries_recover() == 2
     assert Delivery.objects.filter(campaign=campaign, status=D.IN_DOUBT).count() == 2
-    dispatch.batch_send(campaign_id=campaign.pk)
-    assert dispatch.batch_send(campaign_id=campaign.pk).finished
+    batch_send(campaign_id=campaign.pk)
+    assert batch_send(campaign_id=campaign.pk).finished
     assert len(mail.outbox) == 1
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.SENT
     with pytest.raises(PermissionDenied):
-        dispatch.deliveries_send_in_doubt(campaign=campaign, by=world.bob)
-    assert dispatch.deliveries_send_in_doubt(campaign=campaign, by=world.amy) == 2
+        deliveries_send_in_doubt(campaign=campaign, by=world.bob)
+    assert deliveries_send_in_doubt(campaign=campaign, by=world.amy) == 2
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.SENDING
-    dispatch.batch_send(campaign_id=campaign.pk)
+    batch_send(campaign_id=campaign.pk)
     assert len(mail.outbox) == 3
 
 
@@ -268,8 +278,8 @@ def test_it_starts_due_campaigns_also_late_ones(world):
     """Scheduled campaigns start from beat, also one whose time passed long ago (downtime)."""
     campaign, _, _ = _mixed_world(world)
     Campaign.objects.filter(pk=campaign.pk).update(scheduled_at=timezone.now() - timedelta(days=2))
-    assert dispatch.campaigns_start_due() == [campaign.pk]
-    assert dispatch.campaigns_start_due() == []
+    assert campaigns_start_due() == [campaign.pk]
+    assert campaigns_start_due() == []
     assert Delivery.objects.filter(campaign=campaign, status=D.QUEUED).count() == 2
 
 
@@ -287,7 +297,7 @@ def test_it_starts_due_campaigns_also_late_ones(world):
 )
 def test_it_classifies_send_errors(error, kind):
     """4xx, timeouts and lost connections are transient; 5xx permanent, with the reply."""
-    found, reply = dispatch.classify(error)
+    found, reply = classify(error)
     assert found == kind
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         assert reply.startswith(str(next(iter(error.recipients.values()))[0]))
@@ -311,7 +321,7 @@ def test_it_fails_550_addresses_with_the_reply_and_sends_the_rest(world, sink):
     over the same batch."""
     campaign, _, _ = _started(world, 3)
     sink.reject("p1@example.com")
-    result = dispatch.batch_send(campaign_id=campaign.pk)
+    result = batch_send(campaign_id=campaign.pk)
     assert (result.sent, result.failed) == (2, 1)
     row = Delivery.objects.get(campaign=campaign, recipient__email="p1@example.com")
     assert row.status == D.FAILED and row.reply.startswith("550")
@@ -325,10 +335,10 @@ def test_it_defers_on_4xx_and_fails_after_the_last_attempt(world, sink, settings
     settings.MLM_DISPATCH_PAUSE_AFTER_FAILURES = 0
     campaign, _, _ = _started(world, 1)
     sink.transient(451, seconds=60)
-    assert dispatch.batch_send(campaign_id=campaign.pk).deferred == 1
+    assert batch_send(campaign_id=campaign.pk).deferred == 1
     row = Delivery.objects.get(campaign=campaign)
     assert row.status == D.DEFERRED and row.reply.startswith("451") and row.attempts == 1
-    dispatch.batch_send(campaign_id=campaign.pk)
+    batch_send(campaign_id=campaign.pk)
     row.refresh_from_db()
     assert row.status == D.FAILED and row.attempts == 2
     assert sink.messages == []
@@ -341,24 +351,24 @@ def test_it_pauses_the_campaign_after_consecutive_failures(world, sink, settings
     settings.MLM_DISPATCH_RETRY_SECONDS = 0
     campaign, _, _ = _started(world, 3)
     sink.refuse_connections()
-    result = dispatch.batch_send(campaign_id=campaign.pk)
+    result = batch_send(campaign_id=campaign.pk)
     assert result.paused
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.PAUSED
     assert set(_rows(campaign).values()) == {(D.DEFERRED, "")}
     assert set(Delivery.objects.filter(campaign=campaign).values_list("attempts", flat=True)) == {0}
     sink.refuse_connections(False)
-    services.campaign_resume(campaign=campaign, by=world.amy)
-    assert dispatch.batch_send(campaign_id=campaign.pk).sent == 3
+    campaign_resume(campaign=campaign, by=world.amy)
+    assert batch_send(campaign_id=campaign.pk).sent == 3
     assert len(sink.messages) == 3
 
 
 def test_it_shows_progress_counts(world):
     """The campaign page's progress: counts by status over all rows."""
     campaign, _, _ = _mixed_world(world)
-    dispatch.campaign_start(campaign=campaign, by=None)
-    dispatch.batch_send(campaign_id=campaign.pk)
-    progress = dispatch.campaign_progress(campaign)
+    campaign_start(campaign=campaign, by=None)
+    batch_send(campaign_id=campaign.pk)
+    progress = campaign_progress(campaign)
     assert (progress.sent, progress.skipped, progress.total) == (2, 5, 7)
     assert progress.done_percent == 100.0
 
@@ -392,9 +402,9 @@ def test_the_campaign_page_shows_progress_and_approvers_pause_and_resume(world, 
 def test_an_approver_sends_the_in_doubt_rows_from_the_page(world, client_for):
     """I7: in-doubt rows are listed on the page; only an approver's POST queues them again."""
     campaign, _, _ = _started(world, 2)
-    ids = dispatch.batch_claim(campaign_id=campaign.pk, size=1)
+    ids = batch_claim(campaign_id=campaign.pk, size=1)
     Delivery.objects.filter(pk__in=ids).update(lease_until=timezone.now() - timedelta(seconds=1))
-    dispatch.deliveries_recover()
+    deliveries_recover()
     amy = client_for(world.amy)
     page = amy.get(_url("campaign_detail", world, campaign)).content.decode()
     assert "p0@example.com" in page and "Send the 1 in doubt again" in page
@@ -416,8 +426,8 @@ def test_header_injection_through_names_or_subjects_is_impossible(world):
     campaign = factories.campaign(
         world, lists=[target], subject="Hello {{ first_name }}\r\nBcc: other@example.org"
     )
-    dispatch.campaign_start(campaign=_scheduled(campaign), by=None)
-    assert dispatch.batch_send(campaign_id=campaign.pk).sent == 1
+    campaign_start(campaign=_scheduled(campaign), by=None)
+    assert batch_send(campaign_id=campaign.pk).sent == 1
     raw = mail.outbox[0].message().as_bytes(linesep="\r\n")
     parsed = message_from_bytes(raw, policy=policy.default)
     assert parsed["Bcc"] is None and parsed["X-Evil"] is None

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from campaigns.models import IdentityStatus, SenderIdentity
-from campaigns.services import identity_request
+from campaigns.services.authoring import identity_request
 from mlm.mail import sender_checks
 from mlm.models import AuditEntry
 from mlm.services import sending_domain_create, sending_domain_dns_record

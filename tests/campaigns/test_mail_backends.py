@@ -10,14 +10,17 @@ from datetime import timedelta
 import dkim
 import pytest
 import redis
+from django.conf import settings
 from django.core import mail
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns import dispatch
 from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
-from campaigns.services import unit_settings_update
+from campaigns.sending.batches import batch_send
+from campaigns.sending.start import campaign_start
+from campaigns.sending.transport import backend
+from campaigns.services.settings import unit_settings_update
 from mlm.mail.throttle import backend_key
 from mlm.models import AuditEntry
 from mlm.services import sending_domain_create
@@ -71,7 +74,7 @@ def _started(world, unit, count: int = 2) -> Campaign:
         status=CampaignStatus.SCHEDULED, scheduled_at=timezone.now() - timedelta(seconds=1)
     )
     campaign.refresh_from_db()
-    dispatch.campaign_start(campaign=campaign, by=None)
+    campaign_start(campaign=campaign, by=None)
     return campaign
 
 
@@ -80,7 +83,7 @@ def test_it_hands_the_units_mail_to_its_esp_with_metadata_and_keeps_the_esp_id(w
     the ESP's tracking events, and the ESP's message id lands on the delivery."""
     _choose(world.unit, world.alice, "esp")
     campaign = _started(world, world.unit, 2)
-    result = dispatch.batch_send(campaign_id=campaign.pk)
+    result = batch_send(campaign_id=campaign.pk)
     assert result.sent == 2
     assert len(mail.outbox) == 2
     rows = {row.pk: row for row in Delivery.objects.filter(campaign=campaign)}
@@ -103,7 +106,7 @@ def test_the_esp_gets_the_list_headers_and_signs_itself(world, backends):
     sending_domain_create(domain="engineering.example.edu", selector="mlm1", by=None)
     _choose(world.unit, world.alice, "esp")
     campaign = _started(world, world.unit, 1)
-    dispatch.batch_send(campaign_id=campaign.pk)
+    batch_send(campaign_id=campaign.pk)
     (message,) = mail.outbox
     headers = message.anymail_test_params["extra_headers"]
     assert headers["List-Unsubscribe"].startswith("<http://testserver/")
@@ -121,8 +124,8 @@ def test_a_unit_on_smtp_still_signs_while_another_uses_an_esp(world, backends, s
     _choose(world.other_unit, world.charlie, "esp")
     ours = _started(world, world.unit, 1)
     theirs = _started(world, world.other_unit, 1)
-    assert dispatch.batch_send(campaign_id=ours.pk).sent == 1
-    assert dispatch.batch_send(campaign_id=theirs.pk).sent == 1
+    assert batch_send(campaign_id=ours.pk).sent == 1
+    assert batch_send(campaign_id=theirs.pk).sent == 1
     (received,) = sink.wait_for(1)
     assert received.raw.startswith(b"DKIM-Signature:")
     assert dkim.verify(received.raw, dnsfunc=dns_for(sending_domain))
@@ -135,8 +138,8 @@ def test_a_unit_on_smtp_still_signs_while_another_uses_an_esp(world, backends, s
 def test_the_default_backend_is_used_when_the_unit_chose_none(world, backends):
     """No choice: EMAIL_BACKEND (locmem in tests), with no provider id."""
     campaign = _started(world, world.unit, 1)
-    assert dispatch.backend(world.unit) == dispatch.settings.EMAIL_BACKEND
-    assert dispatch.batch_send(campaign_id=campaign.pk).sent == 1
+    assert backend(world.unit) == settings.EMAIL_BACKEND
+    assert batch_send(campaign_id=campaign.pk).sent == 1
     assert not hasattr(mail.outbox[0], "anymail_test_params")
     assert Delivery.objects.get(campaign=campaign).provider_message_id == ""
 
@@ -159,7 +162,7 @@ def test_a_backend_that_cannot_send_defers_the_batch_without_an_attempt(
     campaign = _started(world, world.unit, 2)
     settings.MLM_MAIL_BACKENDS = offered
     settings.ANYMAIL = {}
-    result = dispatch.batch_send(campaign_id=campaign.pk)
+    result = batch_send(campaign_id=campaign.pk)
     assert (result.sent, result.deferred) == (0, 2)
     assert mail.outbox == []
     rows = Delivery.objects.filter(campaign=campaign)
@@ -174,7 +177,7 @@ def test_the_backend_rate_is_counted_per_backend(world, backends, settings):
     client.delete(backend_key(ESP), backend_key(settings.EMAIL_BACKEND))
     _choose(world.unit, world.alice, "esp")
     campaign = _started(world, world.unit, 2)
-    assert dispatch.batch_send(campaign_id=campaign.pk).sent == 2
+    assert batch_send(campaign_id=campaign.pk).sent == 2
     assert float(client.hget(backend_key(ESP), "tokens")) < 1
     assert not client.exists(backend_key(settings.EMAIL_BACKEND))
 
@@ -183,7 +186,7 @@ def test_the_service_refuses_a_backend_operations_did_not_offer(world, backends)
     with pytest.raises(ValidationError):
         _choose(world.unit, world.alice, "mailgun")
     _choose(world.unit, world.alice, "esp")
-    assert dispatch.backend(world.unit) == ESP
+    assert backend(world.unit) == ESP
     entry = AuditEntry.objects.filter(verb="campaign_settings.change").latest("id")
     assert entry.data["mail_backend"] == "esp"
 
@@ -203,10 +206,10 @@ def test_the_settings_page_offers_the_configured_backends_only(world, backends, 
     refused = client.post(url, {**data, "mail_backend": "mailgun"})
     assert refused.status_code == 200
     assert "not one of the available choices" in refused.content.decode()
-    assert dispatch.backend(world.unit) != ESP
+    assert backend(world.unit) != ESP
     saved = client.post(url, {**data, "mail_backend": "esp"})
     assert saved.status_code == 302, saved.context["form"].errors
-    assert dispatch.backend(world.unit) == ESP
+    assert backend(world.unit) == ESP
 
 
 def test_the_settings_page_hides_the_choice_when_there_is_none(world, client_for, settings):
@@ -229,7 +232,7 @@ def test_the_esp_is_told_not_to_track_unless_the_unit_turned_tracking_on(world, 
     from campaigns.models import UnitCampaignSettings
 
     _choose(world.unit, world.alice, "esp")
-    dispatch.batch_send(campaign_id=_started(world, world.unit, 1).pk)
+    batch_send(campaign_id=_started(world, world.unit, 1).pk)
     [untracked] = mail.outbox
     assert untracked.anymail_test_params["track_opens"] is False
     assert untracked.anymail_test_params["track_clicks"] is False
@@ -237,7 +240,7 @@ def test_the_esp_is_told_not_to_track_unless_the_unit_turned_tracking_on(world, 
     UnitCampaignSettings.objects.filter(unit=world.unit).update(tracking_enabled=True)
     mail.outbox.clear()
     later = _started(world, world.unit, 1)
-    dispatch.batch_send(campaign_id=later.pk)
+    batch_send(campaign_id=later.pk)
     [tracked] = mail.outbox
     assert tracked.anymail_test_params["track_opens"] is True
     assert tracked.anymail_test_params["track_clicks"] is True

@@ -16,8 +16,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
-from campaigns.services import campaign_record_send_error, send_error_text
-from campaigns.tasks import send_batch, start_campaign, start_due_campaigns
+from campaigns.services.status import campaign_record_send_error, send_error_text
+from campaigns.tasks import campaign_start, campaigns_start_due, send_batch
 from tests.campaigns import factories
 
 TIMEOUT = "canceling statement due to statement timeout"
@@ -73,7 +73,7 @@ def test_it_shows_a_failing_start_with_its_error_and_next_attempt(
     """I10: the start task fails at the database; the campaign is no silent "Scheduled"."""
     campaign = _scheduled_now(world)
     with pytest.raises(OperationalError):
-        start_campaign(campaign.pk)
+        campaign_start(campaign.pk)
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.SCHEDULED
     assert campaign.send_error == f"OperationalError: {TIMEOUT}"
@@ -96,10 +96,10 @@ def test_it_shows_that_sending_failed_once_retries_are_exhausted(
 ):
     """I10: after the last retry the page says sending failed and that nothing more is tried."""
     campaign = _scheduled_now(world)
-    result = start_campaign.apply(args=(campaign.pk,))
+    result = campaign_start.apply(args=(campaign.pk,))
     assert result.failed()
     campaign.refresh_from_db()
-    attempts = start_campaign.max_retries + 1
+    attempts = campaign_start.max_retries + 1
     assert campaign.send_error_attempts == attempts
     assert campaign.send_gave_up and campaign.send_error_next_at is None
     detail, dashboard = _pages(client_for(world.vic), world, campaign)
@@ -115,11 +115,11 @@ def test_it_forgets_the_error_once_the_start_succeeds(
     """I10: the record says what is wrong now, not what was."""
     campaign = _scheduled_now(world)
     with pytest.raises(OperationalError):
-        start_campaign(campaign.pk)
+        campaign_start(campaign.pk)
     with connection.cursor() as cursor:
         cursor.execute("DROP TRIGGER test_fail_snapshot ON campaigns_delivery")
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        start_campaign(campaign.pk)
+        campaign_start(campaign.pk)
     assert callbacks  # the first batches, on commit
     campaign.refresh_from_db()
     assert campaign.status == CampaignStatus.SENDING
@@ -142,7 +142,7 @@ def test_the_sweep_shows_a_campaign_it_cannot_start_and_starts_the_others(
     _fail_snapshots(only_campaign=failing.pk)
     before = timezone.now()
     with django_capture_on_commit_callbacks(execute=False):
-        started = start_due_campaigns()
+        started = campaigns_start_due()
     assert started == [healthy.pk]
     failing.refresh_from_db()
     healthy.refresh_from_db()
@@ -153,7 +153,7 @@ def test_the_sweep_shows_a_campaign_it_cannot_start_and_starts_the_others(
     sweep = timedelta(seconds=settings.MLM_DISPATCH_SWEEP_SECONDS)
     assert before + sweep <= failing.send_error_next_at <= timezone.now() + sweep
     with django_capture_on_commit_callbacks(execute=False):
-        assert start_due_campaigns() == []
+        assert campaigns_start_due() == []
     failing.refresh_from_db()
     assert failing.send_error_attempts == 2
     detail, dashboard = _pages(client_for(world.vic), world, failing)
@@ -192,7 +192,7 @@ def test_it_shows_batches_the_mail_server_keeps_deferring(
     settings.MLM_DISPATCH_DOMAIN_CONCURRENCY = 0
     campaign = _scheduled_now(world, ("ann@example.com", "ben@example.com"))
     with django_capture_on_commit_callbacks(execute=False):
-        start_campaign(campaign.pk)
+        campaign_start(campaign.pk)
     send_batch(campaign.pk)
     assert _enqueued_batches(settings) == [f"({campaign.pk},)"]
     campaign.refresh_from_db()
@@ -231,7 +231,7 @@ def test_a_campaign_paused_by_its_failures_says_nothing_more_is_tried(
     settings.MLM_DISPATCH_PAUSE_AFTER_FAILURES = 2
     campaign = _scheduled_now(world, ("ann@example.com", "ben@example.com"))
     with django_capture_on_commit_callbacks(execute=False):
-        start_campaign(campaign.pk)
+        campaign_start(campaign.pk)
     send_batch(campaign.pk)
     _enqueued_batches(settings)
     campaign.refresh_from_db()

@@ -23,7 +23,7 @@ def world(transactional_db):
     return world
 
 
-def start_campaign(page: Page, world, name: str) -> None:
+def campaign_start(page: Page, world, name: str) -> None:
     log_in(page, "bob", PASSWORD)
     page.goto(f"/units/{world.unit.slug}/campaigns/new/")
     page.get_by_label("Name").fill(name)
@@ -36,7 +36,7 @@ def start_campaign(page: Page, world, name: str) -> None:
 
 
 def test_it_writes_a_body_in_the_rich_text_editor(page, world):
-    start_campaign(page, world, "Rich spring news")
+    campaign_start(page, world, "Rich spring news")
     body = page.get_by_label("Body", exact=True)
     expect(page.get_by_label("Markdown")).to_be_checked()  # the default
     expect(body).to_be_visible()
@@ -72,7 +72,7 @@ def test_the_body_is_a_plain_textarea_without_javascript(browser: Browser, live_
     context = browser.new_context(base_url=live_server.url, java_script_enabled=False)
     page = context.new_page()
     try:
-        start_campaign(page, world, "Plain spring news")
+        campaign_start(page, world, "Plain spring news")
         page.get_by_label("Rich text").check()
         body = page.get_by_label("Body", exact=True)
         expect(body).to_be_visible()

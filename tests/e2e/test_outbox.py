@@ -7,8 +7,9 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from campaigns import dispatch
 from campaigns.models import Campaign, CampaignStatus
+from campaigns.sending.batches import batch_send
+from campaigns.sending.start import campaign_start
 from mlm.models import OutboxMessage
 from tests.campaigns import factories
 from tests.e2e.conftest import log_in
@@ -29,8 +30,8 @@ def kept_mail(transactional_db, settings, live_server) -> OutboxMessage:
         status=CampaignStatus.SCHEDULED, scheduled_at=timezone.now()
     )
     campaign.refresh_from_db()
-    dispatch.campaign_start(campaign=campaign, by=None)
-    assert dispatch.batch_send(campaign_id=campaign.pk).sent == 1
+    campaign_start(campaign=campaign, by=None)
+    assert batch_send(campaign_id=campaign.pk).sent == 1
     return OutboxMessage.objects.get(recipients="ann@example.com")
 
 

@@ -13,8 +13,9 @@ from django.core import mail
 from django.utils import timezone
 from playwright.sync_api import Browser, expect
 
-from campaigns import dispatch
 from campaigns.models import Campaign, CampaignStatus
+from campaigns.sending.batches import batch_send
+from campaigns.sending.start import campaign_start
 from tests.campaigns import factories
 from tests.personas import make_world
 
@@ -38,8 +39,8 @@ def _sent_mail_link(locale: str = "") -> str:
         status=CampaignStatus.SCHEDULED, scheduled_at=timezone.now() - timedelta(seconds=1)
     )
     campaign.refresh_from_db()
-    dispatch.campaign_start(campaign=campaign, by=None)
-    dispatch.batch_send(campaign_id=campaign.pk)
+    campaign_start(campaign=campaign, by=None)
+    batch_send(campaign_id=campaign.pk)
     html = mail.outbox[-1].alternatives[0][0]
     return urlsplit(re.search(r'href="([^"]+/w/[^"]+)"', html).group(1)).path
 

@@ -6,8 +6,9 @@ from html import unescape
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns import dispatch
 from campaigns.models import Campaign, CampaignStatus
+from campaigns.sending.batches import batch_send
+from campaigns.sending.start import campaign_start
 from mlm.mail.outbox import OutboxBackend, build_test_message
 from mlm.models import OutboxMessage
 from mlm.tasks import send_test_mail
@@ -109,8 +110,8 @@ def _sent_through_the_outbox(world, settings, name: str, emails: list[str]) -> C
         status=CampaignStatus.SCHEDULED, scheduled_at=timezone.now()
     )
     campaign.refresh_from_db()
-    dispatch.campaign_start(campaign=campaign, by=None)
-    while dispatch.batch_send(campaign_id=campaign.pk).claimed:
+    campaign_start(campaign=campaign, by=None)
+    while batch_send(campaign_id=campaign.pk).claimed:
         pass
     return campaign
 

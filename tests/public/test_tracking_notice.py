@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from campaigns.models import UnitCampaignSettings
 from campaigns.selectors import unit_settings
-from campaigns.services import unit_settings_update
+from campaigns.services.settings import unit_settings_update
 from consent.tokens import make_recipient_token
 from mlm.models import AuditEntry
 from tests.public.helpers import Browser

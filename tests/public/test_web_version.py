@@ -16,13 +16,16 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from campaigns import dispatch
 from campaigns.demo import DEMO_LAYOUT
 from campaigns.mail import WEB_VERSION_LABELS, CampaignMailer, with_web_version_line
 from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, SkipReason
 from campaigns.public_views import web_page
 from campaigns.selectors import web_version_delivery
-from campaigns.services import campaign_cancel, layout_create, unit_settings_update
+from campaigns.sending.batches import batch_send
+from campaigns.sending.start import campaign_start
+from campaigns.services.authoring import layout_create
+from campaigns.services.settings import unit_settings_update
+from campaigns.services.status import campaign_cancel
 from consent.tokens import make_recipient_token, make_web_version_token, read_web_version_token
 from recipients.models import Recipient
 from recipients.rights import recipient_erase
@@ -46,8 +49,8 @@ def _sent(world, *emails: str, unit=None, **fields) -> Campaign:
         status=CampaignStatus.SCHEDULED, scheduled_at=timezone.now() - timedelta(seconds=1)
     )
     campaign.refresh_from_db()
-    dispatch.campaign_start(campaign=campaign, by=None)
-    dispatch.batch_send(campaign_id=campaign.pk)
+    campaign_start(campaign=campaign, by=None)
+    batch_send(campaign_id=campaign.pk)
     return campaign
 
 
@@ -199,8 +202,8 @@ def test_a_layout_may_place_the_link_itself(world):
         status=CampaignStatus.SCHEDULED, scheduled_at=timezone.now() - timedelta(seconds=1)
     )
     campaign.refresh_from_db()
-    dispatch.campaign_start(campaign=campaign, by=None)
-    dispatch.batch_send(campaign_id=campaign.pk)
+    campaign_start(campaign=campaign, by=None)
+    batch_send(campaign_id=campaign.pk)
     body = _html(mail.outbox[0])
     assert len(LINK.findall(body)) == 1 and 'class="web"' in body
 
@@ -306,7 +309,7 @@ def test_mails_never_sent_have_no_web_version(world, client):
         status=CampaignStatus.SCHEDULED, scheduled_at=timezone.now() - timedelta(seconds=1)
     )
     campaign.refresh_from_db()
-    dispatch.campaign_start(campaign=campaign, by=None)
+    campaign_start(campaign=campaign, by=None)
     campaign_cancel(campaign=campaign, by=world.bob)
     rows = {d.recipient.email: d for d in campaign.deliveries.select_related("recipient")}
     assert rows["erin@example.com"].reason == SkipReason.CANCELLED

@@ -13,8 +13,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns import dispatch
 from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
+from campaigns.sending.batches import batch_send
+from campaigns.sending.start import campaign_start
 from consent.models import Channel
 from consent.services import withdraw
 from mlm.models import AuditEntry
@@ -114,7 +115,7 @@ def _start(campaign: Campaign) -> Campaign:
         status=CampaignStatus.SCHEDULED, scheduled_at=timezone.now() - timedelta(seconds=1)
     )
     campaign.refresh_from_db()
-    dispatch.campaign_start(campaign=campaign, by=None)
+    campaign_start(campaign=campaign, by=None)
     campaign.refresh_from_db()
     return campaign
 
@@ -140,7 +141,7 @@ def test_a_campaign_to_a_segment_reaches_only_its_sendable_members(world, people
         "old@example.com": DeliveryStatus.SKIPPED,
         "nc@example.com": DeliveryStatus.SKIPPED,
     }
-    dispatch.batch_send(campaign_id=campaign.pk)
+    batch_send(campaign_id=campaign.pk)
     assert [m.to for m in mail.outbox] == [["hk@example.com"]]
 
 

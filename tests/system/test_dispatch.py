@@ -16,8 +16,9 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from campaigns import dispatch
 from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus, SkipReason
+from campaigns.sending.recovery import deliveries_recover
+from campaigns.sending.start import campaign_start
 from campaigns.tasks import send_batch
 from consent.models import Channel
 from consent.services import withdraw
@@ -106,7 +107,7 @@ def test_it_reaches_exactly_the_sendable_recipients(world, sink, workers):
     Recipient.objects.filter(pk=bounced.pk).update(status=RecipientStatus.BOUNCED)
     campaign = _scheduled(factories.campaign(world, lists=[target]))
     workers.start()
-    dispatch.campaign_start(campaign=campaign)
+    campaign_start(campaign=campaign)
     _wait_sent(campaign, workers)
     assert sorted(sink.recipients()) == sorted(expected)
     _assert_no_duplicates(sink)
@@ -131,7 +132,7 @@ def test_a_withdrawal_mid_campaign_stops_the_rest(world, sink, workers):
     last = Recipient.objects.get(email="r00059@example.edu")
     sink.slow(100)
     workers.start(concurrency=1, MLM_DISPATCH_BATCH_SIZE="5", MLM_DISPATCH_PARALLEL="1")
-    dispatch.campaign_start(campaign=campaign)
+    campaign_start(campaign=campaign)
     sink.wait_for(5, timeout=60)
     withdrawn_at = time.time()
     withdraw(recipient=last, dm_types=[campaign.dm_type], channel=Channel.ONE_CLICK)
@@ -148,7 +149,7 @@ def test_duplicate_task_messages_send_nothing_twice(world, sink, workers):
     SMTP transactions."""
     campaign = _internal_campaign(world, 100)
     workers.start()
-    dispatch.campaign_start(campaign=campaign)
+    campaign_start(campaign=campaign)
     for _ in range(3):
         send_batch.delay(campaign.pk)
     _wait_sent(campaign, workers)
@@ -168,7 +169,7 @@ def test_a_start_that_rolls_back_enqueues_and_sends_nothing(world, sink, workers
     campaign = _internal_campaign(world, 10)
     workers.start()
     with pytest.raises(RuntimeError), transaction.atomic():
-        dispatch.campaign_start(campaign=campaign)
+        campaign_start(campaign=campaign)
         raise RuntimeError("changed my mind")
     time.sleep(3)
     assert sink.messages == [] and not Delivery.objects.filter(campaign=campaign).exists()
@@ -180,7 +181,7 @@ def test_transient_answers_defer_then_send(world, sink, workers):
     campaign = _internal_campaign(world, 30)
     workers.start(MLM_DISPATCH_PAUSE_AFTER_FAILURES="0")
     sink.transient(421, count=10)
-    dispatch.campaign_start(campaign=campaign)
+    campaign_start(campaign=campaign)
     _wait_sent(campaign, workers, timeout=90)
     assert _counts(campaign) == {D.SENT: 30}
     assert Delivery.objects.filter(campaign=campaign, attempts__gt=1).exists()
@@ -194,7 +195,7 @@ def test_550_fails_those_addresses_with_the_reply(world, sink, workers):
     campaign = _internal_campaign(world, 30)
     sink.reject("r00003@example.edu", "r00017@example.edu")
     workers.start()
-    dispatch.campaign_start(campaign=campaign)
+    campaign_start(campaign=campaign)
     _wait_sent(campaign, workers)
     failed = Delivery.objects.filter(campaign=campaign, status=D.FAILED)
     assert sorted(failed.values_list("recipient__email", flat=True)) == [
@@ -211,7 +212,7 @@ def test_a_refusing_server_pauses_the_campaign_and_resume_sends_each_once(world,
     campaign = _internal_campaign(world, 40)
     sink.refuse_connections()
     workers.start(MLM_DISPATCH_PAUSE_AFTER_FAILURES="20")
-    dispatch.campaign_start(campaign=campaign)
+    campaign_start(campaign=campaign)
     wait_for(lambda: _status(campaign) == CampaignStatus.PAUSED, timeout=60)
     assert not Delivery.objects.filter(campaign=campaign, status=D.SENT).exists()
     sink.refuse_connections(False)
@@ -223,7 +224,7 @@ def test_a_refusing_server_pauses_the_campaign_and_resume_sends_each_once(world,
         ),
         interval=0.1,
     )
-    from campaigns.services import campaign_resume
+    from campaigns.services.status import campaign_resume
 
     campaign_resume(campaign=Campaign.objects.get(pk=campaign.pk), by=None)
     _wait_sent(campaign, workers)
@@ -250,17 +251,17 @@ def test_kill_9_at_half_way_leaves_at_most_the_in_flight_rows_in_doubt(world, si
     total, concurrency = 5000, 2
     campaign = _internal_campaign(world, total)
     first = workers.start(concurrency=concurrency)
-    dispatch.campaign_start(campaign=campaign)
+    campaign_start(campaign=campaign)
     sink.wait_for(total // 2, timeout=180)
     _kill_hard(first)
     killed_at = timezone.now()
     workers.start(concurrency=concurrency)
     # The dead worker's leases run out LEASE seconds after its last claim, the live worker's
     # later: the sweep as beat runs it then, without waiting for it.
-    dispatch.deliveries_recover(now=killed_at + timedelta(seconds=LEASE))
+    deliveries_recover(now=killed_at + timedelta(seconds=LEASE))
 
     def beat() -> bool:  # what beat does every MLM_DISPATCH_SWEEP_SECONDS
-        dispatch.deliveries_recover()
+        deliveries_recover()
         return _status(campaign) == CampaignStatus.SENT
 
     wait_for(beat, timeout=180, interval=1, message=f"not sent\n{workers.logs()}")
@@ -286,7 +287,7 @@ def test_sigterm_at_half_way_loses_nothing_and_duplicates_nothing(world, sink, w
     total = 2000
     campaign = _internal_campaign(world, total)
     first = workers.start()
-    dispatch.campaign_start(campaign=campaign)
+    campaign_start(campaign=campaign)
     sink.wait_for(total // 2, timeout=120)
     first.stop()  # SIGTERM: warm shutdown
     workers.start()
@@ -324,7 +325,7 @@ def test_mail_at_the_sink_is_dkim_signed_valid_mime_with_the_list_headers(
     workers = Workers(tmp_path, raw_sink)
     try:
         workers.start(concurrency=1)
-        dispatch.campaign_start(campaign=campaign)
+        campaign_start(campaign=campaign)
         _wait_sent(campaign, workers)
     finally:
         workers.stop()
@@ -354,7 +355,7 @@ def test_a_hanging_server_times_out_and_the_campaign_completes_after(world, sink
     workers.start(MLM_DISPATCH_PAUSE_AFTER_FAILURES="0")
     sink.hang("connect")
     started = time.monotonic()
-    dispatch.campaign_start(campaign=campaign)
+    campaign_start(campaign=campaign)
     wait_for(
         lambda: Delivery.objects.filter(campaign=campaign, status=D.DEFERRED).exists(),
         timeout=30,

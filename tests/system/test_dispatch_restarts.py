@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 from django.db import OperationalError, connection
 
-from campaigns import dispatch
 from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryStatus
+from campaigns.sending.recovery import deliveries_recover
+from campaigns.sending.start import campaign_start
 from tests.personas import make_world
 from tests.processes import wait_for
 from tests.system.conftest import BATCH, LEASE, Workers
@@ -119,7 +120,7 @@ def _sweep_until_sent(campaign: Campaign, workers: Workers, timeout: float) -> N
 
     def sent() -> bool:
         try:
-            dispatch.deliveries_recover()
+            deliveries_recover()
             status = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True)[0]
         except OperationalError:  # the database is still coming back
             connection.close()
@@ -155,7 +156,7 @@ def test_redis_restarted_without_persistence_mid_campaign(world, sink, workers, 
     env = {"REDIS_URL": private_redis.url, "CELERY_BROKER_URL": private_redis.url}
     started = [workers.start(concurrency=CONCURRENCY, **env)]
     with broker(private_redis.url):
-        dispatch.campaign_start(campaign=campaign)
+        campaign_start(campaign=campaign)
         sink.wait_for(TOTAL // 3, timeout=180)
         private_redis.shutdown_nosave()
         time.sleep(3)  # batches in flight finish or are cancelled; nothing new is consumed
@@ -165,7 +166,7 @@ def test_redis_restarted_without_persistence_mid_campaign(world, sink, workers, 
 
         def consuming() -> bool:
             with contextlib.suppress(Exception):  # the sweep's publish may find Redis waking
-                dispatch.deliveries_recover()
+                deliveries_recover()
             return len(sink.messages) > at_restart
 
         wait_for(consuming, timeout=60 + LEASE, interval=1, message=workers.logs())
@@ -192,7 +193,7 @@ def test_postgresql_restarted_mid_campaign(world, sink, workers):
     campaign = _internal_campaign(world, TOTAL)
     sink.slow(2)
     started = [workers.start(concurrency=CONCURRENCY)]
-    dispatch.campaign_start(campaign=campaign)
+    campaign_start(campaign=campaign)
     sink.wait_for(TOTAL // 3, timeout=180)
     _restart_postgresql()
     connection.close()

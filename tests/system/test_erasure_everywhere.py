@@ -22,10 +22,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from campaigns import dispatch
 from campaigns.demo import DEMO_BODY
 from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryEvent
-from campaigns.services import unit_settings_update
+from campaigns.sending.start import campaign_start
+from campaigns.services.settings import unit_settings_update
 from mlm.models import OutboxMessage
 from recipients.models import Audience, ImportJob, ImportStatus, Recipient, RecipientStatus
 from recipients.services import list_create
@@ -118,7 +118,7 @@ def _send(campaign: Campaign, worker: Worker) -> None:
         status=CampaignStatus.SCHEDULED, scheduled_at=timezone.now() - timedelta(seconds=1)
     )
     campaign.refresh_from_db()
-    dispatch.campaign_start(campaign=campaign)
+    campaign_start(campaign=campaign)
     sent = lambda: Campaign.objects.get(pk=campaign.pk).status == CampaignStatus.SENT  # noqa: E731
     wait_for(sent, timeout=30, message=worker.log()[-3000:])
 

@@ -1,26 +1,17 @@
-"""What campaigns do: identities, layouts, settings, writing a campaign, and its status machine.
-
-Every status change goes through `campaign_transition`: a conditional UPDATE from the statuses
-the action allows, checked by its row count, and an audit entry in the same transaction.
-"""
+"""Writing a campaign: sender identities, layouts, creating, updating and acknowledging a
+campaign, and test mails."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
-from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from campaigns import enqueue
 from campaigns.bodies import sanitize_rich_text
 from campaigns.models import (
     EDITABLE_STATUSES,
@@ -30,10 +21,15 @@ from campaigns.models import (
     IdentityStatus,
     Layout,
     SenderIdentity,
-    UnitCampaignSettings,
 )
 from campaigns.rendering import CONTENT_SLOT, CompiledMail
 from campaigns.sandbox import RenderError
+from campaigns.services.status import (
+    TRANSITIONS,
+    TransitionError,
+    campaign_transition,
+    reopen_fields,
+)
 from consent.models import DMType
 from mlm.mail.sender_checks import Resolver, sending_domain_checks
 from mlm.models import Role, SenderUnit, SendingDomain
@@ -42,78 +38,6 @@ from mlm.services import audit_record
 from recipients.models import Audience, RecipientList, Segment
 
 S = CampaignStatus
-
-
-class TransitionError(ValidationError):
-    """The campaign is not in a status from which the action is allowed."""
-
-
-@dataclass(frozen=True)
-class Transition:
-    sources: frozenset[str]
-    target: str
-    verb: str  # past participle for messages
-
-
-TRANSITIONS: dict[str, Transition] = {
-    "submit": Transition(frozenset({S.DRAFT}), S.PENDING, "submitted for approval"),
-    "approve": Transition(frozenset({S.PENDING}), S.APPROVED, "approved"),
-    "reject": Transition(frozenset({S.PENDING}), S.DRAFT, "rejected"),
-    "reopen": Transition(frozenset({S.PENDING, S.APPROVED, S.SCHEDULED}), S.DRAFT, "reopened"),
-    "schedule": Transition(frozenset({S.APPROVED, S.SCHEDULED}), S.SCHEDULED, "scheduled"),
-    "start": Transition(frozenset({S.SCHEDULED}), S.SENDING, "started"),
-    "pause": Transition(frozenset({S.SENDING}), S.PAUSED, "paused"),
-    "resume": Transition(frozenset({S.PAUSED}), S.SENDING, "resumed"),
-    "finish": Transition(frozenset({S.SENDING}), S.SENT, "marked sent"),
-    # An approver chose to send the in-doubt deliveries of a sent campaign once more.
-    "redispatch": Transition(frozenset({S.SENT}), S.SENDING, "sent again"),
-    "cancel": Transition(
-        frozenset({S.DRAFT, S.PENDING, S.APPROVED, S.SCHEDULED, S.SENDING, S.PAUSED}),
-        S.CANCELLED,
-        "cancelled",
-    ),
-}
-
-
-@transaction.atomic
-def campaign_transition(
-    *,
-    campaign: Campaign,
-    action: str,
-    by: AbstractBaseUser | None,
-    fields: dict[str, Any] | None = None,
-    only_if: dict[str, Any] | None = None,
-    data: dict[str, Any] | None = None,
-) -> Campaign:
-    """Move a campaign by `action` if its status allows it, with an audit entry; the one way a
-    status changes. Raises TransitionError (nothing changed) if another request got there first
-    or the status does not allow the action."""
-    transition = TRANSITIONS[action]
-    updated = Campaign.objects.filter(
-        pk=campaign.pk, status__in=transition.sources, **(only_if or {})
-    ).update(status=transition.target, updated_at=timezone.now(), **(fields or {}))
-    if not updated:
-        current = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).first()
-        label = S(current).label.lower() if current else "gone"
-        if current in transition.sources:
-            raise TransitionError(
-                f"The campaign changed while you looked at it; it was not {transition.verb}. "
-                "Reload the page and check it again."
-            )
-        raise TransitionError(f"This campaign is {label}: it cannot be {transition.verb}.")
-    previous = campaign.status
-    campaign.refresh_from_db()
-    audit_record(
-        unit=campaign.unit,
-        actor=by,
-        verb=f"campaign.{action}",
-        obj=campaign,
-        data={"from": previous, "to": campaign.status, **(data or {})},
-    )
-    return campaign
-
-
-# Identities, layouts, settings -----------------------------------------------------------------
 
 
 @transaction.atomic
@@ -229,93 +153,10 @@ def layout_update(*, layout: Layout, name: str, html: str, by: AbstractBaseUser 
                 campaign=campaign,
                 action="reopen",
                 by=by,
-                fields=_reopen_fields(),
+                fields=reopen_fields(),
                 data={"reason": f"layout {layout.name} changed"},
             )
     return layout
-
-
-@transaction.atomic
-def unit_settings_update(
-    *,
-    unit: SenderUnit,
-    allow_self_approval: bool,
-    frequency_cap_mails: int,
-    frequency_cap_days: int,
-    banned_words: str,
-    tracking_enabled: bool | None = None,
-    web_version_enabled: bool | None = None,
-    by: AbstractBaseUser | None,
-    mail_backend: str = "",
-    complaint_rate_limit: Decimal | None = None,
-    hard_bounce_rate_limit: Decimal | None = None,
-) -> UnitCampaignSettings:
-    """Change the unit's campaign rules, recorded; the mail backend is one operations offer
-    (settings.MLM_MAIL_BACKENDS) or the default; the circuit breaker's limits may be lowered,
-    never raised above the institution's ceilings (the model's validators)."""
-    require_role(unit, by, Role.ADMIN)
-    limits = {
-        name: _rate_limit(name, value)
-        for name, value in (
-            ("complaint_rate_limit", complaint_rate_limit),
-            ("hard_bounce_rate_limit", hard_bounce_rate_limit),
-        )
-        if value is not None
-    }
-    if frequency_cap_mails and frequency_cap_days < 1:
-        raise ValidationError("A frequency cap needs a period of at least one day.")
-    if mail_backend and mail_backend not in settings.MLM_MAIL_BACKENDS:
-        raise ValidationError(f"There is no mail backend {mail_backend!r} to choose.")
-    settings_row, _ = UnitCampaignSettings.objects.update_or_create(
-        unit=unit,
-        defaults={
-            "allow_self_approval": allow_self_approval,
-            "frequency_cap_mails": frequency_cap_mails,
-            "frequency_cap_days": frequency_cap_days,
-            "banned_words": "\n".join(w.strip() for w in banned_words.splitlines() if w.strip()),
-            "mail_backend": mail_backend,
-            **limits,
-            # Tracking and web versions stay as they are unless the caller says.
-            **({} if tracking_enabled is None else {"tracking_enabled": tracking_enabled}),
-            **({} if web_version_enabled is None else {"web_version_enabled": web_version_enabled}),
-        },
-    )
-    audit_record(
-        unit=unit,
-        actor=by,
-        verb="campaign_settings.change",
-        data={
-            "allow_self_approval": allow_self_approval,
-            "frequency_cap": [frequency_cap_mails, frequency_cap_days],
-            "banned_words": len(settings_row.banned_word_list),
-            "tracking_enabled": settings_row.tracking_enabled,
-            "web_version_enabled": settings_row.web_version_enabled,
-            "mail_backend": mail_backend or "default",
-            **{name: str(value) for name, value in limits.items()},
-        },
-    )
-    return settings_row
-
-
-def _rate_limit(name: str, value: Decimal) -> Decimal:
-    """A breaker limit (percent) within the bounds of its model field, or a clear refusal."""
-    field = UnitCampaignSettings._meta.get_field(name)
-    bounds = {
-        type(v): v.limit_value
-        for v in field.validators
-        if isinstance(v, MinValueValidator | MaxValueValidator)
-    }
-    lowest, highest = bounds[MinValueValidator], bounds[MaxValueValidator]
-    label = "complaint-rate" if name == "complaint_rate_limit" else "hard-bounce-rate"
-    if not lowest <= value <= highest:
-        raise ValidationError(
-            f"The {label} limit must be between {lowest.normalize():f}% and "
-            f"{highest.normalize():f}%: {value.normalize():f}% is refused. A unit may pause "
-            "its campaigns sooner than the institution does, never later."
-        )
-    if value != value.quantize(Decimal("0.001")):
-        raise ValidationError(f"The {label} limit takes at most three decimals.")
-    return value
 
 
 # Writing a campaign ------------------------------------------------------------------------------
@@ -495,17 +336,6 @@ def _segment_data(segment: Segment | None) -> dict[str, str]:
     return {"segment": str(segment.code)} if segment is not None else {}
 
 
-def _reopen_fields() -> dict[str, Any]:
-    return {
-        "approved_by": None,
-        "approved_at": None,
-        "submitted_by": None,
-        "submitted_at": None,
-        "scheduled_at": None,
-        "sent_by": None,
-    }
-
-
 @transaction.atomic
 def campaign_update(
     *,
@@ -587,7 +417,7 @@ def campaign_update(
             campaign=campaign,
             action="reopen",
             by=by,
-            fields=_reopen_fields(),
+            fields=reopen_fields(),
             data={"reason": "edited"},
         )
     return campaign
@@ -625,182 +455,11 @@ def campaign_acknowledge(
     return campaign
 
 
-# The status machine --------------------------------------------------------------------------
-
-
-def _checks_pass(campaign: Campaign) -> None:
-    from campaigns.checks import run_checks
-
-    report = run_checks(campaign)
-    if not report.passed:
-        failing = "; ".join(c.message for c in report.failing)
-        raise ValidationError(f"The content checks do not pass yet: {failing}")
-
-
-def campaign_submit(*, campaign: Campaign, by: AbstractBaseUser | None) -> Campaign:
-    """Ask for approval; only a campaign whose content checks pass."""
-    require_role(campaign.unit, by, Role.EDITOR)
-    _checks_pass(campaign)
-    return campaign_transition(
-        campaign=campaign,
-        action="submit",
-        by=by,
-        fields={"submitted_by": by, "submitted_at": timezone.now(), "review_comment": ""},
-        only_if={"revision": campaign.revision},
-    )
-
-
-def campaign_approve(*, campaign: Campaign, by: AbstractBaseUser, comment: str = "") -> Campaign:
-    """Sign off the revision the approver saw: an approver who is not the author (unless the
-    unit allows self-approval), with the checks passing, and the audience recorded."""
-    from campaigns.selectors import audience_summary, unit_settings
-
-    require_role(campaign.unit, by, Role.APPROVER)
-    if campaign.created_by_id == by.pk and not unit_settings(campaign.unit).allow_self_approval:
-        raise PermissionDenied(
-            "You wrote this campaign: another approver must approve it (the unit's settings "
-            "do not allow self-approval)."
-        )
-    _checks_pass(campaign)
-    summary = audience_summary(campaign)
-    return campaign_transition(
-        campaign=campaign,
-        action="approve",
-        by=by,
-        fields={"approved_by": by, "approved_at": timezone.now(), "review_comment": comment},
-        only_if={"revision": campaign.revision},
-        data={
-            "revision": campaign.revision,
-            "sendable": summary.sendable,
-            "skipped": summary.skipped,
-            "comment": comment,
-        },
-    )
-
-
-def campaign_reject(*, campaign: Campaign, by: AbstractBaseUser, comment: str) -> Campaign:
-    """Send a campaign back to its editors with the approver's reasons."""
-    require_role(campaign.unit, by, Role.APPROVER)
-    if not comment.strip():
-        raise ValidationError("Say what needs to change: the editors read your comment.")
-    return campaign_transition(
-        campaign=campaign,
-        action="reject",
-        by=by,
-        fields={**_reopen_fields(), "review_comment": comment.strip()},
-        data={"comment": comment.strip()},
-    )
-
-
-@transaction.atomic
-def campaign_schedule(
-    *, campaign: Campaign, by: AbstractBaseUser | None, when: datetime | None = None
-) -> Campaign:
-    """Send an approved campaign now (`when` None) or at a time; a beat task starts it."""
-    require_role(campaign.unit, by, Role.EDITOR)
-    now = timezone.now()
-    if when is not None and when < now:
-        raise ValidationError("That time has passed: choose a later one, or send now.")
-    campaign = campaign_transition(
-        campaign=campaign,
-        action="schedule",
-        by=by,
-        fields={"scheduled_at": when or now, "sent_by": by},
-        data={"at": (when or now).isoformat(), "now": when is None},
-    )
-    if when is None:  # start at once rather than at beat's next round (the snapshot is a task)
-        from campaigns.tasks import start_campaign
-
-        campaign_id = campaign.pk
-        transaction.on_commit(lambda: start_campaign.delay(campaign_id))
-    return campaign
-
-
-@transaction.atomic
-def campaign_cancel(*, campaign: Campaign, by: AbstractBaseUser | None) -> Campaign:
-    """Stop a campaign for good (sending campaigns stop between batches)."""
-    from campaigns.models import Delivery, DeliveryStatus, SkipReason
-
-    require_role(campaign.unit, by, Role.EDITOR)
-    now = timezone.now()
-    campaign = campaign_transition(
-        campaign=campaign,
-        action="cancel",
-        by=by,
-        fields={"cancelled_by": by, "cancelled_at": now},
-    )
-    # What no batch has claimed yet will not go out; rows being sent finish their batch.
-    Delivery.objects.filter(
-        campaign=campaign, status__in=[DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED]
-    ).update(
-        status=DeliveryStatus.SKIPPED,
-        reason=SkipReason.CANCELLED,
-        next_attempt_at=None,
-        finished_at=now,
-        updated_at=now,
-    )
-    return campaign
-
-
-def campaign_start_sending(*, campaign: Campaign, by: AbstractBaseUser | None = None) -> Campaign:
-    """Scheduled → sending, once its time has come (called by dispatch's beat task)."""
-    now = timezone.now()
-    return campaign_transition(
-        campaign=campaign,
-        action="start",
-        by=by,
-        fields={"started_at": now},
-        only_if={"scheduled_at__lte": now},
-    )
-
-
-def campaign_pause(
-    *, campaign: Campaign, by: AbstractBaseUser | None = None, reason: str = ""
-) -> Campaign:
-    """Sending → paused, by a person, or by the system with the `reason` its page shows
-    (dispatch after failures in a row, the circuit breaker after complaints or bounces)."""
-    require_role(campaign.unit, by, Role.EDITOR)
-    return campaign_transition(
-        campaign=campaign,
-        action="pause",
-        by=by,
-        fields={"paused_at": timezone.now(), "pause_reason": reason},
-        data={"reason": reason} if reason else None,
-    )
-
-
-@transaction.atomic
-def campaign_resume(*, campaign: Campaign, by: AbstractBaseUser | None = None) -> Campaign:
-    """Paused → sending; a campaign the system paused (breaker, failures) needs an approver."""
-    from campaigns.dispatch import campaign_kick_on_commit
-
-    reason = Campaign.objects.filter(pk=campaign.pk).values_list("pause_reason", flat=True).first()
-    require_role(campaign.unit, by, Role.APPROVER if reason else Role.EDITOR)
-    campaign = campaign_transition(
-        campaign=campaign,
-        action="resume",
-        by=by,
-        fields={"consecutive_failures": 0, "pause_reason": ""},
-        only_if={"pause_reason": reason or ""},
-    )
-    campaign_kick_on_commit(campaign_id=campaign.pk)
-    return campaign
-
-
-def campaign_mark_sent(*, campaign: Campaign, by: AbstractBaseUser | None = None) -> Campaign:
-    """Sending → sent, when dispatch has handed every queued delivery to the backend."""
-    return campaign_transition(
-        campaign=campaign, action="finish", by=by, fields={"finished_at": timezone.now()}
-    )
-
-
 def campaign_send_test(
     *, campaign: Campaign, by: AbstractBaseUser, recipient_code: str | None = None
 ) -> None:
     """Queue a [TEST] mail to the editor's own address, personalised as a recipient of the
     lists or the sample; not a delivery, not counted by caps or reports."""
-    from campaigns.tasks import send_campaign_test
-
     require_role(campaign.unit, by, Role.EDITOR)
     if not by.email:
         raise ValidationError("Your account has no e-mail address; ask operations to add one.")
@@ -811,50 +470,6 @@ def campaign_send_test(
         obj=campaign,
         data={"to": by.email, "as": recipient_code or "sample"},
     )
-    transaction.on_commit(
-        lambda: send_campaign_test.delay(campaign.pk, by.pk, recipient_code or None)
-    )
-
-
-# --- sending errors: what the campaign page says when sending keeps failing (I10) ---------------
-
-# An address in an error (an SMTP reply, a database detail) is personal data: never kept.
-_ADDRESS = re.compile(r"[^\s<>()\[\]{}\"',;:]+@[^\s<>()\[\]{}\"',;:]+")
-
-
-def send_error_text(error: BaseException | str) -> str:
-    """`Class: message` of an error, its first line only, every address blanked, ≤ 300 chars."""
-    if isinstance(error, BaseException):
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        text = f"{type(error).__name__}: {message}" if message else type(error).__name__
-    else:
-        text = str(error).strip().splitlines()[0] if str(error).strip() else "unknown error"
-    return _ADDRESS.sub("<address>", text)[:300]
-
-
-@transaction.atomic
-def campaign_record_send_error(
-    *,
-    campaign_id: int,
-    error: BaseException | str,
-    attempt: int | None = None,
-    next_attempt_at: datetime | None,
-) -> None:
-    """Keep the last error of a campaign's sending, with the attempts that failed in a row
-    (`attempt` None: one more than recorded) and when it is tried again (None: it is not).
-    The text holds no address (send_error_text)."""
-    attempts = F("send_error_attempts") + 1 if attempt is None else attempt
-    Campaign.objects.filter(pk=campaign_id).update(
-        send_error=send_error_text(error),
-        send_error_at=timezone.now(),
-        send_error_attempts=attempts,
-        send_error_next_at=next_attempt_at,
-    )
-
-
-@transaction.atomic
-def campaign_clear_send_error(*, campaign_id: int) -> None:
-    """Forget the campaign's sending error once sending goes forward again."""
-    Campaign.objects.filter(pk=campaign_id).exclude(send_error="").update(
-        send_error="", send_error_at=None, send_error_attempts=0, send_error_next_at=None
+    enqueue.test_mail_on_commit(
+        campaign_id=campaign.pk, user_id=by.pk, recipient_code=recipient_code or None
     )
