@@ -237,7 +237,7 @@ def main() -> None:
     )
     from django.db import connections
 
-    from recipients.imports import _TIME_ORDERED_UUID
+    from recipients.importing.reading import _TIME_ORDERED_UUID
 
     connections.close_all()
     recreate_database(maintenance)  # a million recipients take room on a shared machine

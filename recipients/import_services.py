@@ -3,7 +3,7 @@
 Privacy by default (I2): an import grants nothing unless the importer names DM types and gives
 evidence, and for an external list also attests the people's explicit consent; both are stored
 on every grant event. Separate audiences (I3): rows of the other audience are refused. A run
-changes all or nothing (recipients.imports).
+changes all or nothing (recipients.importing.reading).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from consent.models import DMType
 from mlm.models import Role
 from mlm.scoping import require_role
 from mlm.services import audit_record
-from recipients import imports
-from recipients.imports import ATTESTATION, EMAIL, IGNORE, TARGETS, ImportFileError
+from recipients.importing import reading as imports
+from recipients.importing.reading import ATTESTATION, EMAIL, IGNORE, TARGETS, ImportFileError
 from recipients.models import (
     Audience,
     Category,

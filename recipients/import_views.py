@@ -15,8 +15,9 @@ from django.views.decorators.http import require_POST
 from mlm.forms import bound, submit
 from mlm.models import Role
 from mlm.scoping import UnitRequest, unit_view
-from recipients import import_services, imports
+from recipients import import_services
 from recipients.import_forms import ImportOptionsForm, ImportRereadForm, ImportUploadForm
+from recipients.importing import reading as imports
 from recipients.models import ImportJob, ImportStatus, RecipientList
 
 

@@ -34,7 +34,7 @@ SNIFF = """
 import sys
 import django
 django.setup()
-from recipients.imports import ImportFileError, sniff
+from recipients.importing.reading import ImportFileError, sniff
 try:
     with open(sys.argv[1], "rb") as stream:
         sniff(stream)

@@ -1,0 +1,1 @@
+"""Imports of recipient files: reading, checking, staging and applying them."""
