@@ -76,7 +76,7 @@ saml_failure
 _.login_failure
 oidc_logout_url
 
-# io.RawIOBase, expat and openpyxl call these by name (recipients/importing/reading.py).
+# io.RawIOBase, expat and openpyxl call these by name (recipients/importing/workbooks.py).
 _.readable
 _.readinto
 _.StartDoctypeDeclHandler

@@ -23,7 +23,7 @@ from mlm.charts import (
 )
 from mlm.models import Role
 from mlm.scoping import UnitRequest, unit_view
-from recipients.importing.reading import csv_lines
+from recipients.exports import csv_lines
 
 TIMELINE_NAMES = {
     "sent": "Sent",

@@ -26,7 +26,7 @@ from mlm.models import AuditEntry, Membership, OutboxMessage, Role
 from mlm.scoping import UnitRequest, unit_view
 from mlm.services import audit_record, heartbeat_age, unit_send_test_mail
 from mlm.tasks import WORKER_HEARTBEAT
-from recipients.importing.reading import csv_lines
+from recipients.exports import csv_lines
 
 
 @login_required

@@ -9,7 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from consent.models import DMType
 from mlm.forms import Form
-from recipients.importing.reading import (
+from recipients.importing.choices import (
     ATTESTATION,
     DELIMITERS,
     ENCODING_CHOICES,

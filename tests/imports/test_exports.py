@@ -10,7 +10,7 @@ import pytest
 from django.urls import reverse
 
 from mlm.models import AuditEntry
-from recipients.importing.reading import spreadsheet_safe
+from recipients.exports import spreadsheet_safe
 from recipients.models import Audience, Category
 from recipients.services import list_add_members, list_create, recipient_upsert
 from tests.imports.helpers import csv_bytes, run_import

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from consent.models import SuppressionReason
 from consent.services import suppress
 from recipients.addresses import InvalidAddress, normalise_address
-from recipients.importing.reading import normalise_import_address
+from recipients.importing.checking import normalise_import_address
 from recipients.models import Audience, Category, ImportStatus, Recipient
 from recipients.services import list_create, recipient_erase, recipient_upsert
 from tests.imports.helpers import csv_bytes, run_import
