@@ -81,8 +81,6 @@ def normalise_import_address(raw: str) -> str:
     return normalise_address(text)
 
 
-# Checking rows -------------------------------------------------------------------------------
-
 # Staged row: line, email, email_hash, first_name, last_name, category, locale, attributes (JSON),
 # problem (why the row is rejected, or None), kind (of problem).
 StagedRow = tuple[int, str, str | None, str, str, str, str, str, str | None, str | None]

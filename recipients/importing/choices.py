@@ -1,6 +1,6 @@
-"""What a person chooses for an import file: the use of each column (guessed from its header),
-the encoding and separator it is read with, and the attestation of consent; and the bounds of
-each field."""
+"""What a person chooses for an import file, and the checks of those choices: the use of each
+column (guessed from its header) and the bounds of each field, the encoding and separator it is
+read with, what the import does, its DM types and the attestation of consent (I2, I3)."""
 
 from __future__ import annotations
 

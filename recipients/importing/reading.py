@@ -26,6 +26,7 @@ from recipients.models import ImportJob
 
 _SAMPLE = 64 * 1024
 _CHUNK = MB
+# A large cell is a problem of its row, not of the whole file (see CELL_LIMIT).
 csv.field_size_limit(CELL_LIMIT)
 _NON_ASCII = re.compile(rb"[\x80-\xff]")
 # Candidates for a file that is not UTF-8. Big5-HKSCS reads every Big5 file and the Hong Kong
