@@ -18,7 +18,7 @@ bottom
 _.query_string  # recipients/forms.py: the recipient filters
 _.filter_fields
 _.has_filters
-_.encoding_label  # recipients/imports.py: the import job page
+_.encoding_label  # recipients/importing/reading.py: the import job page
 _.has_other_pages  # recipients/selectors.py: the pager
 everything  # recipients/forms.py: form fields
 confirm
@@ -76,7 +76,7 @@ saml_failure
 _.login_failure
 oidc_logout_url
 
-# io.RawIOBase, expat and openpyxl call these by name (recipients/imports.py).
+# io.RawIOBase, expat and openpyxl call these by name (recipients/importing/workbooks.py).
 _.readable
 _.readinto
 _.StartDoctypeDeclHandler

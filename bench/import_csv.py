@@ -238,11 +238,11 @@ def main() -> None:
     )
     from django.db import connections
 
-    from recipients.imports import _TIME_ORDERED_UUID
+    from recipients.importing.applying import TIME_ORDERED_UUID
 
     connections.close_all()
     recreate_database(maintenance)  # a million recipients take room on a shared machine
-    floor = floor_seconds(url, job.created_count, _TIME_ORDERED_UUID)
+    floor = floor_seconds(url, job.created_count, TIME_ORDERED_UUID)
     drop_database(maintenance)
     print(
         f"floor: PostgreSQL alone writes the rows of the {job.created_count:,} new recipients "

@@ -9,7 +9,13 @@ from django.utils.translation import gettext_lazy as _
 
 from consent.models import DMType
 from mlm.forms import Form
-from recipients.imports import ATTESTATION, DELIMITERS, ENCODING_CHOICES, ENCODINGS, TARGETS
+from recipients.importing.choices import (
+    ATTESTATION,
+    DELIMITERS,
+    ENCODING_CHOICES,
+    ENCODINGS,
+    TARGETS,
+)
 from recipients.models import Audience, Category, ImportJob, ImportMode
 
 DETECT = [("", "Detect")]

@@ -3,7 +3,7 @@
 Privacy by default (I2): an import grants nothing unless the importer names DM types and gives
 evidence, and for an external list also attests the people's explicit consent; both are stored
 on every grant event. Separate audiences (I3): rows of the other audience are refused. A run
-changes all or nothing (recipients.imports).
+changes all or nothing (recipients.importing.applying).
 """
 
 from __future__ import annotations
@@ -16,22 +16,28 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied, SuspiciousFileOperation, ValidationError
+from django.core.exceptions import SuspiciousFileOperation, ValidationError
 from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from consent.models import DMType
-from mlm.models import Role
-from mlm.scoping import require_role
 from mlm.services import audit_record
 from mlm.spreadsheets import csv_lines
-from recipients import imports
-from recipients.imports import ATTESTATION, EMAIL, IGNORE, TARGETS, ImportFileError
+from recipients.exports import list_member_rows
+from recipients.importing.applying import ImportRun
+from recipients.importing.choices import (
+    ATTESTATION,
+    DELIMITERS,
+    ENCODINGS,
+    check_choices,
+    check_mapping,
+)
+from recipients.importing.limits import ImportFileError
+from recipients.importing.reading import Sniffed, open_stored, sniff
 from recipients.models import (
     Audience,
-    Category,
     ImportJob,
     ImportMode,
     ImportStatus,
@@ -65,14 +71,14 @@ def _stream(upload: File):
     return stream
 
 
-def _sniff(stream, **choices: Any) -> imports.Sniffed:
+def _sniff(stream, **choices: Any) -> Sniffed:
     try:
-        return imports.sniff(stream, **choices)
+        return sniff(stream, **choices)
     except ImportFileError as error:
         raise ValidationError(str(error)) from None
 
 
-def _apply_sniffed(job: ImportJob, sniffed: imports.Sniffed) -> None:
+def _apply_sniffed(job: ImportJob, sniffed: Sniffed) -> None:
     job.file_format = sniffed.file_format
     job.encoding = sniffed.encoding
     job.encoding_detected = sniffed.encoding_detected
@@ -91,7 +97,7 @@ def import_upload(
     delimiter: str = "",
     sync: bool = False,
     by: AbstractBaseUser | None,
-) -> tuple[ImportJob, imports.Sniffed]:
+) -> tuple[ImportJob, Sniffed]:
     """Keep an uploaded file and read its first rows; nothing is imported or granted yet (I2)."""
     limit = settings.MLM_IMPORT_MAX_BYTES
     if upload.size is not None and upload.size > limit:
@@ -100,9 +106,9 @@ def import_upload(
             f"The file is {size}; an import accepts files up to {most}. Split it into smaller "
             "files."
         )
-    if encoding and encoding not in imports.ENCODINGS:
+    if encoding and encoding not in ENCODINGS:
         raise ValidationError(f"Unknown encoding {encoding!r}.")
-    if delimiter and delimiter not in imports.DELIMITERS:
+    if delimiter and delimiter not in DELIMITERS:
         raise ValidationError("The separator is a comma, a semicolon or a tab.")
     if sync and recipient_list.audience != Audience.INTERNAL:
         raise ValidationError(
@@ -139,93 +145,15 @@ def import_reread(
     encoding: str = "",
     delimiter: str = "",
     has_header: bool | None = None,
-) -> imports.Sniffed:
+) -> Sniffed:
     """Read the head of an uploaded file again with another encoding, separator or header."""
     if job.status != ImportStatus.UPLOADED:
         raise ValidationError("This import has already started.")
-    with imports.open_stored(job.file.name) as stream:
+    with open_stored(job.file.name) as stream:
         sniffed = _sniff(stream, encoding=encoding, delimiter=delimiter, has_header=has_header)
     _apply_sniffed(job, sniffed)
     job.save()
     return sniffed
-
-
-def _check_mapping(job: ImportJob, mapping: list[str]) -> None:
-    if len(mapping) != len(job.columns):
-        raise ValidationError("Say what every column of the file becomes.")
-    for target in mapping:
-        if target not in TARGETS:
-            raise ValidationError(f"Unknown column use {target!r}.")
-    if mapping.count(EMAIL) != 1:
-        raise ValidationError("Choose exactly one column as the email address.")
-    for target in TARGETS:
-        if target not in (imports.ATTRIBUTE, IGNORE) and mapping.count(target) > 1:
-            raise ValidationError(f"Only one column can be the {TARGETS[target].lower()}.")
-
-
-def _check_choices(
-    *,
-    job: ImportJob,
-    mode: str,
-    dm_types: list[DMType],
-    attested: bool,
-    evidence: str,
-    default_category: str,
-    mapping: list[str],
-    by: AbstractBaseUser | None,
-) -> None:
-    audience = job.recipient_list.audience
-    if job.mode == ImportMode.SYNC and mode != ImportMode.SYNC:
-        raise ValidationError("This file was uploaded for a directory sync.")
-    if mode == ImportMode.SYNC and job.mode != ImportMode.SYNC:
-        raise ValidationError("A directory sync starts from the list's sync page.")
-    if mode not in ImportMode.values:
-        raise ValidationError("Choose what the import does.")
-    if default_category and default_category not in Category.of_audience(audience):
-        raise ValidationError(
-            f"{Category(default_category).label} is not a category of an {audience} list."
-        )
-    needs_category = mode != ImportMode.OPT_OUT and audience == Audience.INTERNAL
-    if needs_category and imports.CATEGORY not in mapping and not default_category:
-        raise ValidationError(
-            "Internal recipients are staff, students or alumni: choose the column that says "
-            "which, or a category for everyone in the file."
-        )
-    for dm_type in dm_types:
-        if dm_type.unit_id != job.unit_id:
-            raise ValidationError(f"The DM type {dm_type.name!r} belongs to another unit.")
-    if mode in (ImportMode.ADD, ImportMode.SYNC) and dm_types:
-        raise ValidationError(
-            "Adding to the list grants nothing: untick the DM types, or choose to grant them."
-        )
-    if mode == ImportMode.OPT_OUT and not dm_types:
-        raise ValidationError("Tick the DM types to withdraw.")
-    if mode in (ImportMode.GRANT, ImportMode.SYNC) and by is not None and by.is_authenticated:
-        try:
-            require_role(job.unit, by, Role.ADMIN)
-        except PermissionDenied:
-            raise ValidationError(
-                "Granting consent and directory syncs need the administrator role."
-            ) from None
-    if mode != ImportMode.GRANT:
-        return
-    if not dm_types:
-        raise ValidationError(
-            "Tick the DM types the people agreed to; nothing is granted by default."
-        )
-    archived = [d.name for d in dm_types if d.is_archived]
-    if archived:
-        raise ValidationError(f"Archived DM types cannot be granted: {', '.join(archived)}.")
-    if not evidence.strip():
-        raise ValidationError(
-            "Say where and how the people agreed (e.g. 'Open-day registration form, consent "
-            "clause v3, June 2025'): the evidence is stored on every grant."
-        )
-    if audience == Audience.EXTERNAL and not attested:
-        raise ValidationError(
-            "An external list grants consent only if you confirm that these people gave "
-            "explicit consent to the DM types ticked."
-        )
 
 
 @transaction.atomic
@@ -244,8 +172,8 @@ def import_start(
     """Queue an uploaded import with its choices, after checking them (I2, I3): a grant needs
     named DM types and evidence, and on an external list the importer's attestation."""
     dm_types = list(dm_types)
-    _check_mapping(job, mapping)
-    _check_choices(
+    check_mapping(job, mapping)
+    check_choices(
         job=job,
         mode=mode,
         dm_types=dm_types,
@@ -343,10 +271,10 @@ def import_run(*, job_id: int) -> ImportJob | None:
         if not reading.update(lease_until=_lease(), **fields):
             raise LeaseLost
 
-    run = imports.ImportRun(job)
+    run = ImportRun(job)
     try:
         run.create_stage()
-        with imports.open_stored(job.file.name) as stream:
+        with open_stored(job.file.name) as stream:
             run.stage(
                 stream,
                 progress=lambda n: progress(rows_read=n),
@@ -520,4 +448,4 @@ def list_export(*, recipient_list: RecipientList, by: AbstractBaseUser | None) -
     recorded in the audit log (by list, never by person)."""
     user, _label = _actor(by)
     audit_record(unit=recipient_list.unit, actor=user, verb="list.export", obj=recipient_list)
-    return csv_lines(imports.list_member_rows(recipient_list))
+    return csv_lines(list_member_rows(recipient_list))

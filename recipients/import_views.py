@@ -15,8 +15,10 @@ from django.views.decorators.http import require_POST
 from mlm.forms import bound, submit
 from mlm.models import Role
 from mlm.scoping import UnitRequest, unit_view
-from recipients import import_services, imports
+from recipients import import_services
 from recipients.import_forms import ImportOptionsForm, ImportRereadForm, ImportUploadForm
+from recipients.importing.limits import ImportFileError
+from recipients.importing.reading import preview as read_preview
 from recipients.models import ImportJob, ImportStatus, RecipientList
 
 
@@ -72,8 +74,8 @@ def import_job(request: UnitRequest, list_code: UUID, job_code: UUID) -> HttpRes
     if started is not None:
         return redirect("import_job", request.unit.slug, list_code, job.code)
     try:
-        preview = imports.preview(job)
-    except imports.ImportFileError as error:  # read at upload; now past the preview's bound
+        preview = read_preview(job)
+    except ImportFileError as error:  # read at upload; now past the preview's bound
         preview = None
         messages.error(request, f"The preview cannot be shown: {error}")
     context = {

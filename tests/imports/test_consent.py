@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 
 from consent.models import Action, Channel, ConsentEvent, Subscription
 from consent.selectors import recipient_dm_type_states, sendable, subscription_mismatches
-from recipients.imports import ATTESTATION
+from recipients.importing.choices import ATTESTATION
 from recipients.models import Audience, Category, ImportMode, ImportStatus, Recipient
 from recipients.services import list_add_members, list_create, recipient_upsert
 from tests.imports.helpers import csv_bytes, dm_types, run_import

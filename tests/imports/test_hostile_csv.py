@@ -8,7 +8,8 @@ import io
 
 import pytest
 
-from recipients.imports import CELL_LIMIT, ImportFileError, detect_encoding, sniff
+from recipients.importing.limits import CELL_LIMIT, ImportFileError
+from recipients.importing.reading import detect_encoding, sniff
 from recipients.models import ImportStatus, Recipient
 from tests.imports.helpers import run_import
 

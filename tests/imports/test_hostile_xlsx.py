@@ -11,7 +11,9 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from recipients.import_services import import_upload
-from recipients.imports import EMAIL, FIRST_NAME, IGNORE, ImportFileError, sniff
+from recipients.importing.choices import EMAIL, FIRST_NAME, IGNORE
+from recipients.importing.limits import ImportFileError
+from recipients.importing.reading import sniff
 from recipients.models import ImportJob, ImportStatus, Recipient
 from tests.imports import workbooks
 from tests.imports.helpers import post_upload, run_import, upload

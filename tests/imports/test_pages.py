@@ -225,7 +225,8 @@ def test_the_status_block_shows_rows_read_of_the_total_while_reading(page):
 def test_the_pipeline_reports_the_total_and_the_rows_read_as_it_stages(page):
     """Progress is written between chunks of the stream: the bar moves while a file is read."""
     from recipients.import_services import import_start
-    from recipients.imports import ImportRun, open_stored
+    from recipients.importing.applying import ImportRun
+    from recipients.importing.reading import open_stored
 
     world, client, visitors, _ = page
     rows = [["email"]] + [[f"p{i}@example.com"] for i in range(45000)]

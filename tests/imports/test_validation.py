@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from consent.models import SuppressionReason
 from consent.services import suppress
 from recipients.addresses import InvalidAddress, normalise_address
-from recipients.imports import normalise_import_address
+from recipients.importing.checking import normalise_import_address
 from recipients.models import Audience, Category, ImportStatus, Recipient
 from recipients.rights import recipient_erase
 from recipients.services import list_create, recipient_upsert

@@ -34,7 +34,8 @@ SNIFF = """
 import sys
 import django
 django.setup()
-from recipients.imports import ImportFileError, sniff
+from recipients.importing.limits import ImportFileError
+from recipients.importing.reading import sniff
 try:
     with open(sys.argv[1], "rb") as stream:
         sniff(stream)
