@@ -1,0 +1,45 @@
+"""Suppression look-ups: the unit's own and the global ones, in any case of the address."""
+
+from __future__ import annotations
+
+import pytest
+
+from consent.models import Suppression, SuppressionReason
+from consent.selectors import address_suppressions, unit_suppressions
+from consent.services import suppress
+from recipients.addresses import InvalidAddress, case_sensitive_hash
+
+
+def test_it_finds_the_units_and_the_global_suppressions_in_any_case(world):
+    """I1: both scopes stop mail, so both answer a look-up; another unit's does not."""
+    own = suppress(email="Lee@Partner.org", unit=world.unit, reason=SuppressionReason.MANUAL)
+    everywhere = suppress(email="lee@partner.org", unit=None, reason=SuppressionReason.HARD_BOUNCE)
+    suppress(email="lee@partner.org", unit=world.other_unit, reason=SuppressionReason.MANUAL)
+    assert address_suppressions(unit=world.unit, email="LEE@partner.ORG") == [own, everywhere]
+    assert address_suppressions(unit=world.unit, email="kai@partner.org") == []
+
+
+def test_it_finds_a_suppression_kept_as_a_hash_of_the_address_as_written(world):
+    """I9: a hash-only suppression from before addresses matched in any case still answers."""
+    old = Suppression.objects.create(
+        unit=None,
+        email="",
+        email_hash=case_sensitive_hash("Lee@partner.org"),
+        case_sensitive=True,
+        reason=SuppressionReason.ERASURE,
+    )
+    assert address_suppressions(unit=world.unit, email="Lee@partner.org") == [old]
+
+
+def test_it_refuses_an_invalid_address(world):
+    with pytest.raises(InvalidAddress):
+        address_suppressions(unit=world.unit, email="not an address")
+
+
+def test_the_unit_list_holds_only_the_units_own(world):
+    """I8: global suppressions name other units' addresses; the unit's list leaves them out."""
+    first = suppress(email="a@partner.org", unit=world.unit, reason=SuppressionReason.MANUAL)
+    second = suppress(email="b@partner.org", unit=world.unit, reason=SuppressionReason.MANUAL)
+    suppress(email="c@partner.org", unit=None, reason=SuppressionReason.HARD_BOUNCE)
+    suppress(email="d@partner.org", unit=world.other_unit, reason=SuppressionReason.MANUAL)
+    assert list(unit_suppressions(world.unit)) == [second, first]
