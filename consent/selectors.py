@@ -218,7 +218,7 @@ def subscription_mismatches() -> list[SubscriptionMismatch]:
 def unit_suppressions(unit: SenderUnit) -> QuerySet[Suppression]:
     """The suppressions the unit made (not the global ones, which hold other units' addresses),
     newest first."""
-    return Suppression.objects.filter(unit=unit).order_by("-created_at", "-id")
+    return Suppression.objects.for_unit(unit).order_by("-created_at", "-id")
 
 
 def address_suppressions(*, unit: SenderUnit, email: str) -> list[Suppression]:

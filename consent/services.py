@@ -24,7 +24,13 @@ from consent.models import (
 )
 from mlm.models import SenderUnit
 from mlm.services import audit_record
-from recipients.addresses import address_hash, address_key, case_sensitive_hash, normalise_address
+from recipients.addresses import (
+    InvalidAddress,
+    address_hash,
+    address_key,
+    case_sensitive_hash,
+    normalise_address,
+)
 from recipients.models import Recipient, RecipientStatus
 
 
@@ -312,6 +318,50 @@ def suppress(
         data={"reason": str(reason), "scope": "unit" if unit else "global"},
     )
     return suppression
+
+
+# What a unit may record itself; bounces, complaints and erasure come from their own paths.
+UNIT_SUPPRESSION_REASONS = (SuppressionReason.MANUAL, SuppressionReason.OPT_OUT)
+
+
+@transaction.atomic
+def suppression_add(
+    *,
+    unit: SenderUnit,
+    email: str,
+    reason: str = SuppressionReason.MANUAL,
+    note: str = "",
+    by: AbstractBaseUser | None,
+) -> tuple[Suppression, bool]:
+    """Suppress an address for the unit (or keep the suppression it has); returns it and
+    whether it is new. The address of an erased person is kept as a hash alone (I9)."""
+    if reason not in UNIT_SUPPRESSION_REASONS:
+        raise ValidationError(
+            f"A unit records the reasons {' or '.join(UNIT_SUPPRESSION_REASONS)}; "
+            "bounces, complaints and erasures are recorded where they happen."
+        )
+    try:
+        normalised = normalise_address(email)
+    except InvalidAddress as error:
+        raise ValidationError(str(error)) from None
+    carry_case_sensitive_suppressions([normalised])
+    digest = address_hash(normalised)
+    existing = Suppression.objects.for_unit(unit).filter(email_hash=digest).first()
+    if existing is not None:
+        return existing, False
+    erased = Suppression.objects.filter(
+        unit__isnull=True, email_hash=digest, reason=SuppressionReason.ERASURE
+    ).exists()
+    suppression = suppress(
+        email_hash=digest if erased else None,
+        email=None if erased else normalised,
+        unit=unit,
+        reason=SuppressionReason(reason),
+        note=note,
+        by=by,
+        keep_address=not erased,
+    )
+    return suppression, True
 
 
 @transaction.atomic

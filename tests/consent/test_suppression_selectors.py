@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from consent.models import Suppression, SuppressionReason
 from consent.selectors import address_suppressions, unit_suppressions
-from consent.services import suppress
-from recipients.addresses import InvalidAddress, case_sensitive_hash
+from consent.services import suppress, suppression_add
+from recipients.addresses import InvalidAddress, address_hash, case_sensitive_hash
+from recipients.services import recipient_erase, recipient_upsert
 
 
 def test_it_finds_the_units_and_the_global_suppressions_in_any_case(world):
@@ -43,3 +45,36 @@ def test_the_unit_list_holds_only_the_units_own(world):
     suppress(email="c@partner.org", unit=None, reason=SuppressionReason.HARD_BOUNCE)
     suppress(email="d@partner.org", unit=world.other_unit, reason=SuppressionReason.MANUAL)
     assert list(unit_suppressions(world.unit)) == [second, first]
+
+
+def test_a_unit_adds_a_suppression_once(world):
+    first, created = suppression_add(unit=world.unit, email="Lee@Partner.org", note="CRM", by=None)
+    again, created_again = suppression_add(unit=world.unit, email="lee@partner.org", by=None)
+    assert (created, created_again) == (True, False)
+    assert again == first
+    assert (first.email, first.reason, first.note) == ("Lee@partner.org", "manual", "CRM")
+
+
+def test_an_erased_persons_address_is_suppressed_as_a_hash_alone(world):
+    """I9: a unit suppressing an erased person's address does not bring the address back."""
+    recipient, _ = recipient_upsert(
+        unit=world.unit, email="lee@partner.org", category="external", by=None
+    )
+    recipient_erase(recipient=recipient, by=None)
+    suppression, created = suppression_add(unit=world.other_unit, email="lee@partner.org", by=None)
+    assert created
+    assert suppression.email == ""
+    assert suppression.email_hash == address_hash("lee@partner.org")
+
+
+@pytest.mark.parametrize(
+    ("email", "reason", "message"),
+    [
+        ("not an address", "manual", "is not a valid address"),
+        ("lee@partner.org", "hard_bounce", "A unit records the reasons manual or opt_out"),
+    ],
+)
+def test_it_refuses_a_bad_address_or_reason(world, email, reason, message):
+    with pytest.raises(ValidationError, match=message):
+        suppression_add(unit=world.unit, email=email, reason=reason, by=None)
+    assert not Suppression.objects.exists()
