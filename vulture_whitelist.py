@@ -29,6 +29,14 @@ website
 shell  # mlm/context_processors.py, named in settings.TEMPLATES
 ThrottledModelBackend  # settings.AUTHENTICATION_BACKENDS
 OutboxBackend  # settings.EMAIL_BACKEND
+ApiKeyAuthentication  # settings.REST_FRAMEWORK and SPECTACULAR_SETTINGS name these
+ApiCursorPagination
+KeyRole
+ApiKeyThrottle
+ProblemAutoSchema
+ApiKeyScheme
+UnitScopedViewSet  # api/scoping.py: the base of the API's viewsets
+auto_schema  # drf-spectacular's extension interface
 _.as_string  # mlm/mailbuild.py: email.message.Message's interface
 _.health_check_done  # Django's connection flag (campaigns/webhooks.py, consent/public_services.py)
 _.adding  # ModelForm instance state (admin)

@@ -161,6 +161,10 @@ INSTALLED_APPS = [
     "consent",
     "recipients",
     "campaigns",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -532,6 +536,39 @@ for _item in env_list(
     MLM_RATE_LIMITS[_name.strip()] = _rate.strip()
 MLM_SUBSCRIPTION_REQUEST_DAYS = 7  # unconfirmed double opt-in requests expire after this
 
+# The REST API (api/): keys of a unit, cursor pages, problem-details errors, a rate per key.
+MLM_API_RATE = env_str(
+    "MLM_API_RATE",
+    "600/m",
+    "Requests one API key may make per window, as count/period (s, m, h, d), e.g. 600/m or 50/s.",
+)
+if not re.fullmatch(r"\d+/\d*[smhd]", MLM_API_RATE):
+    raise ImproperlyConfigured(f"MLM_API_RATE: cannot read {MLM_API_RATE!r} (e.g. 600/m).")
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["api.permissions.KeyRole"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.throttling.ApiKeyThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "api.pagination.ApiCursorPagination",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "api.schema.ProblemAutoSchema",
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MLM API",
+    "DESCRIPTION": "Consent, recipients, lists and more of one sender unit, for other systems. "
+    "Every request carries a key of the unit: `Authorization: Bearer <key>`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SWAGGER_UI_DIST": "SIDECAR",  # served from our static files: no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+}
+
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": [SELF],
@@ -772,6 +809,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         name: {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
-        for name in ("mlm", "consent", "recipients", "campaigns")
+        for name in ("mlm", "consent", "recipients", "campaigns", "api")
     },
 }

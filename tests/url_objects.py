@@ -104,6 +104,19 @@ def _segment(world: World) -> str:
     return str(made.code)
 
 
+def _api_key(world: World) -> str:
+    """A key of the unit, on the unit's API keys page."""
+    from api.models import ApiKey, ApiRole
+    from api.services import api_key_create
+
+    made = ApiKey.objects.for_unit(world.unit).filter(name="Walked key").first()
+    if made is None:
+        made, _ = api_key_create(
+            unit=world.unit, name="Walked key", role=ApiRole.VIEWER, expires_at=None, by=None
+        )
+    return str(made.code)
+
+
 MAKERS: dict[str, Callable[[World], str]] = {
     "message_code": _outbox_message,
     "list_code": _list,
@@ -113,6 +126,7 @@ MAKERS: dict[str, Callable[[World], str]] = {
     "layout_code": campaign_factories.layout_code,
     "job_code": _import_job,
     "segment_code": _segment,
+    "api_key_code": _api_key,
 }
 
 

@@ -1,0 +1,56 @@
+"""API keys: per unit, with a role, stored as a hash with a short visible prefix."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from mlm.models import SenderUnit, UnitScopedQuerySet
+
+
+class ApiRole(models.TextChoices):
+    VIEWER = "viewer", "Viewer (reads)"
+    EDITOR = "editor", "Editor (reads and writes)"
+    CONSENT_WRITER = "consent-writer", "Consent writer (records consent only)"
+
+    def allows(self, needed: ApiRole) -> bool:
+        """An editor may do what a viewer may; a consent writer only records consent."""
+        return self == needed or (self == ApiRole.EDITOR and needed == ApiRole.VIEWER)
+
+
+class ApiKey(models.Model):
+    """A secret another system sends as `Authorization: Bearer <key>`; only its SHA-256 is kept
+    (the secret has 256 bits of entropy, so a plain hash cannot be reversed by guessing)."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    unit = models.ForeignKey(SenderUnit, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, help_text="Which system uses it, e.g. Alumni portal.")
+    role = models.CharField(max_length=20, choices=ApiRole.choices)
+    prefix = models.CharField(max_length=16, unique=True, help_text="Shown to identify the key.")
+    secret_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = UnitScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def api_role(self) -> ApiRole:
+        return ApiRole(self.role)
+
+    def is_active(self, now) -> bool:
+        """Neither revoked nor expired at `now`."""
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)

@@ -1,0 +1,25 @@
+"""URLs under /api/: the schema and its docs, and version 1 of the API.
+
+Add a viewset to `router` (or a path to `v1_patterns`); the isolation walk and Schemathesis
+cover every route found here.
+"""
+
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from rest_framework.routers import SimpleRouter
+
+from api import views
+
+router = SimpleRouter()
+
+v1_patterns = [
+    path("key/", views.CurrentKeyView.as_view(), name="api_key_current"),
+    path("", include(router.urls)),
+]
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_docs"),
+    path("v1/", include(v1_patterns)),
+    re_path(r"^.*$", views.NotFoundView.as_view()),
+]
