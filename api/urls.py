@@ -8,12 +8,14 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
-from api import views
+from api import consent_views, recipient_views, views
 
 router = SimpleRouter()
+router.register("recipients", recipient_views.RecipientViewSet, basename="api_recipient")
 
 v1_patterns = [
     path("key/", views.CurrentKeyView.as_view(), name="api_key_current"),
+    path("consent/", consent_views.ConsentView.as_view(), name="api_consent"),
     path("", include(router.urls)),
 ]
 
