@@ -37,6 +37,7 @@ ProblemAutoSchema
 ApiKeyScheme
 UnitScopedViewSet  # api/scoping.py: the base of the API's viewsets
 auto_schema  # drf-spectacular's extension interface
+AttributesField  # api/serializers.py (not scanned: its fields are read by REST framework)
 _.as_string  # mlm/mailbuild.py: email.message.Message's interface
 _.health_check_done  # Django's connection flag (campaigns/webhooks.py, consent/public_services.py)
 _.adding  # ModelForm instance state (admin)

@@ -8,9 +8,18 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
-from api import campaign_views, import_views, list_views, suppression_views, views
+from api import (
+    campaign_views,
+    consent_views,
+    import_views,
+    list_views,
+    recipient_views,
+    suppression_views,
+    views,
+)
 
 router = SimpleRouter()
+router.register("recipients", recipient_views.RecipientViewSet, basename="api_recipient")
 router.register("lists", list_views.ListViewSet, basename="api_list")
 router.register("suppressions", suppression_views.SuppressionViewSet, basename="api_suppression")
 router.register("campaigns", campaign_views.CampaignViewSet, basename="api_campaign")
@@ -18,6 +27,7 @@ router.register("imports", import_views.ImportViewSet, basename="api_import")
 
 v1_patterns = [
     path("key/", views.CurrentKeyView.as_view(), name="api_key_current"),
+    path("consent/", consent_views.ConsentView.as_view(), name="api_consent"),
     path("", include(router.urls)),
 ]
 

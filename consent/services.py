@@ -183,8 +183,12 @@ def grant(
     ip_address: str | None = None,
     user_agent: str = "",
     campaign_code: UUID | None = None,
+    notice_version: int | None = None,
 ) -> list[ConsentEvent]:
-    """Record a grant per DM type with its evidence and notice version (I2: never without proof)."""
+    """Record a grant per DM type with its evidence and notice version (I2: never without proof).
+
+    `notice_version`: the version the person was shown (one DM type only); default the current.
+    """
     if not evidence or not evidence.strip():
         raise ConsentError(
             "A grant needs evidence: say where and how the person agreed "
@@ -196,6 +200,17 @@ def grant(
     if recipient.status == RecipientStatus.ERASED:
         raise ConsentError("This recipient was erased; consent cannot be recorded.")
     _check_dm_types(recipient, dm_types, granting=True)
+    notice = None
+    if notice_version is not None:
+        if len(dm_types) != 1:
+            raise ConsentError("A notice version names the notice of one DM type: grant one.")
+        notice = dm_types[0].notices.filter(version=notice_version).first()
+        if notice is None:
+            current = dm_types[0].current_notice
+            raise ConsentError(
+                f"The DM type {dm_types[0].name!r} has no notice version {notice_version} "
+                f"(the current one is {current.version if current else 'none'})."
+            )
     return record(
         recipient=recipient,
         action=Action.GRANT,
@@ -206,6 +221,7 @@ def grant(
         ip_address=ip_address,
         user_agent=user_agent,
         campaign_code=campaign_code,
+        notice=notice,
     )
 
 

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 
 from api.models import ApiKey, ApiRole
 from api.services import api_key_create, api_key_revoke
+from consent.services import dm_type_create, dm_type_update
 from tests.personas import World
 
 
@@ -64,6 +65,30 @@ def api_keys(world) -> Keys:
         revoked=revoked,
         expired=expired,
     )
+
+
+@pytest.fixture
+def dm_types(world):
+    """Two DM types of world.unit: events (notice at version 2) and news (internal default)."""
+    events = dm_type_create(
+        unit=world.unit, key="events", name="Events", notice_text="Invitations v1.", by=None
+    )
+    dm_type_update(
+        dm_type=events,
+        name="Events",
+        notice_text="Invitations v2.",
+        internal_default=False,
+        by=None,
+    )
+    news = dm_type_create(
+        unit=world.unit,
+        key="news",
+        name="News",
+        notice_text="News.",
+        internal_default=True,
+        by=None,
+    )
+    return events, news
 
 
 @pytest.fixture
