@@ -12,11 +12,15 @@ from rest_framework.response import Response
 from api.codes import UUID_PATTERN
 from api.scoping import UnitScopedViewSet
 from campaigns.dispatch import Progress, campaign_progress
-from campaigns.models import Campaign
+from campaigns.models import Campaign, CampaignStatus
 from campaigns.reports import CampaignReport, Figure, campaign_report
 
 
 class CampaignSerializer(serializers.ModelSerializer):
+    # Text, not an enum: `status` names the recipient's statuses in the schema already.
+    status = serializers.CharField(
+        read_only=True, help_text=f"One of {', '.join(CampaignStatus.values)}."
+    )
     dm_type = serializers.SlugRelatedField(slug_field="key", read_only=True)
     lists = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
 

@@ -61,12 +61,13 @@ class ImportStartSerializer(serializers.Serializer):
         help_text="Keys of the DM types to withdraw (opt_out only).",
     )
     evidence = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
-    default_category = serializers.ChoiceField(
-        choices=Category.choices,
+    # Text, not an enum: the schema already names the category choices (the recipient's).
+    default_category = serializers.CharField(
         required=False,
         allow_blank=True,
         default="",
-        help_text="The category of rows without one (an internal list needs one).",
+        help_text=f"The category of rows without one, one of {', '.join(Category.values)} "
+        "(an internal list needs one).",
     )
     mapping = serializers.ListField(
         child=serializers.ChoiceField(choices=list(TARGETS), allow_blank=True),
@@ -90,6 +91,13 @@ class ImportStartSerializer(serializers.Serializer):
                 "person's consent through the consent endpoint instead."
             )
         return mode
+
+    def validate_default_category(self, category: str) -> str:
+        if category and category not in Category.values:
+            raise serializers.ValidationError(
+                f"Unknown category {category!r}: use one of {', '.join(Category.values)}."
+            )
+        return category
 
     # Last: from here on `list` in the class body is this field, not the builtin.
     list = serializers.UUIDField(help_text="The code of the unit's list to import into.")
