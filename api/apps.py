@@ -7,4 +7,5 @@ class ApiConfig(AppConfig):
     verbose_name = "REST API"
 
     def ready(self) -> None:
-        from api import schema  # noqa: F401 - registers the OpenAPI extension of the key auth
+        # The system check of API scoping, the OpenAPI extension of the key authentication.
+        from api import checks, schema  # noqa: F401
