@@ -46,6 +46,13 @@ def _recipient(world: World) -> str:
     return str(recipient.code)
 
 
+def _suppression(world: World) -> str:
+    from consent.services import suppression_add
+
+    made, _ = suppression_add(unit=world.unit, email="walked-suppressed@example.com", by=None)
+    return str(made.code)
+
+
 def _dm_type(world: World) -> str:
     made = DMType.objects.for_unit(world.unit).filter(key="walked").first()
     if made is None:
@@ -141,6 +148,7 @@ API_MAKERS: dict[str, Callable[[World], str]] = {
     "recipients.importjob": _import_job,
     "recipients.segment": _segment,
     "consent.dmtype": _dm_type,
+    "consent.suppression": _suppression,
     "campaigns.campaign": campaign_factories.campaign_code,
     "api.apikey": _api_key,
 }
