@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from api.codes import UUID_PATTERN
 from api.scoping import UnitScopedViewSet
+from api.strict_pages import StrictCursorPagination
 from campaigns.dispatch import Progress, campaign_progress
 from campaigns.models import Campaign, CampaignStatus
 from campaigns.reports import CampaignReport, Figure, campaign_report
@@ -156,6 +157,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, UnitScop
 
     model = Campaign
     lookup_value_regex = UUID_PATTERN
+    pagination_class = StrictCursorPagination
 
     def scope(self, queryset: QuerySet) -> QuerySet:
         return queryset.select_related("dm_type").prefetch_related("lists")

@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from api.codes import UUID_PATTERN
 from api.models import ApiRole
 from api.scoping import UnitScopedViewSet
+from api.strict_pages import StrictCursorPagination
 from consent.models import DMType
 from recipients import import_services
 from recipients.imports import DELIMITERS, ENCODINGS, TARGETS
@@ -188,6 +189,7 @@ class ImportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, UnitScoped
 
     model = ImportJob
     lookup_value_regex = UUID_PATTERN
+    pagination_class = StrictCursorPagination
     serializer_class = ImportJobSerializer
     read_roles = (ApiRole.EDITOR,)
     parser_classes = [MultiPartParser, FormParser]

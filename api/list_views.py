@@ -13,6 +13,7 @@ from rest_framework.response import Response
 
 from api.codes import UUID_PATTERN
 from api.scoping import UnitScopedViewSet
+from api.strict_pages import StrictCursorPagination
 from recipients.memberships import (
     MOST_ADDRESSES,
     MembershipResult,
@@ -76,6 +77,7 @@ class ListViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, UnitScopedVi
 
     model = RecipientList
     lookup_value_regex = UUID_PATTERN
+    pagination_class = StrictCursorPagination
     serializer_class = ListSerializer
 
     def scope(self, queryset: QuerySet) -> QuerySet:

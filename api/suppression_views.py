@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from api.codes import UUID_PATTERN
 from api.scoping import UnitScopedViewSet
+from api.strict_pages import StrictCursorPagination
 from consent.models import Suppression, SuppressionReason
 from consent.selectors import address_suppressions
 from consent.services import UNIT_SUPPRESSION_REASONS, suppression_add
@@ -69,6 +70,7 @@ class SuppressionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, UnitS
 
     model = Suppression
     lookup_value_regex = UUID_PATTERN
+    pagination_class = StrictCursorPagination
     serializer_class = SuppressionSerializer
 
     @extend_schema(

@@ -168,3 +168,21 @@ def test_a_thousand_addresses_take_a_bounded_number_of_queries(
             members_url(visitors, remove=True), {"addresses": addresses}, format="json"
         )
     assert response.json()["counts"] == {"removed": MOST_ADDRESSES}
+
+
+@pytest.mark.parametrize(
+    "query", ["page_size=null", "page_size=0", "page_size=1001", "page_size=2&page_size=3"]
+)
+def test_a_page_size_it_cannot_read_is_a_clear_400(world, api_keys, api, query):
+    body = assert_problem(api(api_keys.viewer).get(f"/api/v1/lists/?{query}"), 400)
+    assert body["errors"][0]["field"] == "page_size"
+
+
+def test_pages_follow_the_cursor(world, api_keys, api):
+    for name in ("A", "B", "C"):
+        list_create(unit=world.unit, name=name, audience=Audience.EXTERNAL, by=None)
+    client = api(api_keys.viewer)
+    first = client.get("/api/v1/lists/?page_size=2").json()
+    second = client.get(first["next"]).json()
+    assert [r["name"] for r in first["results"] + second["results"]] == ["C", "B", "A"]
+    assert second["next"] is None
