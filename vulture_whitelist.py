@@ -100,3 +100,21 @@ _.shared_strings
 _.get_source_expressions
 _.set_source_expressions
 _.as_sql
+
+# REST framework reads these by name (api/*_views.py, api/strict_pages.py): view attributes,
+# serializer method fields (get_<field>), field validators (validate_<field>), pagination hooks.
+_.lookup_value_regex
+_.pagination_class
+_.get_serializer_class
+_.get_page_size
+_.kept_as_hash
+_.rejected_rows
+_.get_address
+_.get_kept_as_hash
+_.get_scope
+_.get_note
+_.get_counts
+_.get_rejected_rows
+_.get_progress
+_.validate_mode
+_.validate_default_category

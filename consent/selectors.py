@@ -215,12 +215,6 @@ def subscription_mismatches() -> list[SubscriptionMismatch]:
     return sorted(found, key=lambda m: (m.recipient_id, m.dm_type_id or 0))
 
 
-def unit_suppressions(unit: SenderUnit) -> QuerySet[Suppression]:
-    """The suppressions the unit made (not the global ones, which hold other units' addresses),
-    newest first."""
-    return Suppression.objects.for_unit(unit).order_by("-created_at", "-id")
-
-
 def address_suppressions(*, unit: SenderUnit, email: str) -> list[Suppression]:
     """The suppressions that keep `email` from the unit's mail: the unit's own and the global
     ones, matched in any case of the address, including those kept from before as a hash of

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from consent.models import Suppression, SuppressionReason
-from consent.selectors import address_suppressions, unit_suppressions
+from consent.selectors import address_suppressions
 from consent.services import suppress, suppression_add
 from recipients.addresses import InvalidAddress, address_hash, case_sensitive_hash
 from recipients.services import recipient_erase, recipient_upsert
@@ -36,15 +36,6 @@ def test_it_finds_a_suppression_kept_as_a_hash_of_the_address_as_written(world):
 def test_it_refuses_an_invalid_address(world):
     with pytest.raises(InvalidAddress):
         address_suppressions(unit=world.unit, email="not an address")
-
-
-def test_the_unit_list_holds_only_the_units_own(world):
-    """I8: global suppressions name other units' addresses; the unit's list leaves them out."""
-    first = suppress(email="a@partner.org", unit=world.unit, reason=SuppressionReason.MANUAL)
-    second = suppress(email="b@partner.org", unit=world.unit, reason=SuppressionReason.MANUAL)
-    suppress(email="c@partner.org", unit=None, reason=SuppressionReason.HARD_BOUNCE)
-    suppress(email="d@partner.org", unit=world.other_unit, reason=SuppressionReason.MANUAL)
-    assert list(unit_suppressions(world.unit)) == [second, first]
 
 
 def test_a_unit_adds_a_suppression_once(world):
