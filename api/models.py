@@ -51,10 +51,6 @@ class ApiKey(models.Model):
     def api_role(self) -> ApiRole:
         return ApiRole(self.role)
 
-    def is_active(self, now) -> bool:
-        """Neither revoked nor expired at `now`."""
-        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
-
 
 class IdempotentRequest(models.Model):
     """The answer given to a request sent with an `Idempotency-Key` header, kept for a day so

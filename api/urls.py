@@ -4,6 +4,8 @@ Add a viewset to `router` (or a path to `v1_patterns`); the isolation walk and S
 cover every route found here.
 """
 
+from csp.constants import UNSAFE_INLINE
+from csp.decorators import csp_update
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
@@ -33,7 +35,15 @@ v1_patterns = [
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
-    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api_schema"), name="api_docs"),
+    # Swagger UI (served from our static files) adds <style> elements as it renders: inline
+    # styles are allowed on this page only; scripts stay 'self'.
+    path(
+        "docs/",
+        csp_update({"style-src": [UNSAFE_INLINE]})(
+            SpectacularSwaggerSplitView.as_view(url_name="api_schema")
+        ),
+        name="api_docs",
+    ),
     path("v1/", include(v1_patterns)),
     re_path(r"^.*$", views.NotFoundView.as_view()),
 ]

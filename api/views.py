@@ -41,6 +41,7 @@ class NotFoundView(APIView):
     schema = None
 
     def handle(self, request: Request, *args, **kwargs) -> Response:
-        raise NotFound("There is no such API URL; see /api/docs/.")
+        hint = "" if request.path.endswith("/") else " (API URLs end with a slash)"
+        raise NotFound(f"There is no such API URL{hint}; see /api/docs/.")
 
     get = post = put = patch = delete = head = options = handle

@@ -90,6 +90,11 @@ def test_unknown_api_urls_are_problems_not_html(world, api_keys, api):
     assert "/api/docs/" in body["detail"]
 
 
+def test_a_url_without_its_slash_says_so(world, api_keys, api):
+    body = assert_problem(api(api_keys.editor).get("/api/v1/key"), 404)
+    assert "end with a slash" in body["detail"]
+
+
 def test_a_wrong_method_is_405_with_allow(world, api_keys, api):
     response = api(api_keys.editor).delete("/api/v1/key/")
     assert_problem(response, 405)
@@ -117,6 +122,11 @@ def test_the_schema_and_its_docs_are_served_without_a_cdn(client):
     page = docs.content.decode()
     assert "cdn" not in page.lower() and "https://" not in page
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    # Swagger UI adds <style> elements: inline styles on this page only, never inline scripts.
+    policy = dict(part.strip().split(" ", 1) for part in docs["Content-Security-Policy"].split(";"))
+    assert policy["script-src"] == "'self'"
+    assert "'unsafe-inline'" in policy["style-src"]
+    assert "'unsafe-inline'" not in client.get("/api/schema/")["Content-Security-Policy"]
 
 
 def test_the_key_page_makes_a_key_once_and_revokes_it(world, client_for):
@@ -148,3 +158,18 @@ def test_only_unit_admins_manage_keys(world, client_for):
 def test_the_settings_page_links_to_the_keys(world, client_for):
     page = client_for(world.alice).get("/units/engineering/campaigns/settings/")
     assert b"/units/engineering/api-keys/" in page.content
+
+
+def test_operations_revoke_a_key_in_admin(world, admin_client):
+    """The admin action goes through the service: audited, and the key stops working."""
+    key, secret = api_key_create(
+        unit=world.unit, name="Leaked", role=ApiRole.EDITOR, expires_at=None, by=None
+    )
+    page = admin_client.get("/admin/api/apikey/")
+    assert page.status_code == 200 and b"Leaked" in page.content
+    assert secret.encode() not in admin_client.get(f"/admin/api/apikey/{key.pk}/change/").content
+    admin_client.post(
+        "/admin/api/apikey/", {"action": "revoke", "_selected_action": [key.pk]}, follow=True
+    )
+    assert api_key_for_secret(secret) is None
+    assert AuditEntry.objects.filter(verb="api_key.revoke", object_id=str(key.code)).exists()
