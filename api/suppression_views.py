@@ -4,13 +4,14 @@ suppression kept as a hash alone (an erased person's) says so, without the hash 
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from api.codes import UUID_PATTERN
+from api.models import ApiRole
 from api.scoping import UnitScopedViewSet
 from api.strict_pages import StrictCursorPagination
 from consent.models import Suppression, SuppressionReason
@@ -58,6 +59,10 @@ class SuppressionAddSerializer(serializers.Serializer):
     note = serializers.CharField(max_length=1000, allow_blank=True, default="")
 
 
+class LookupRequestSerializer(serializers.Serializer):
+    address = serializers.CharField(max_length=320)
+
+
 class LookupSerializer(serializers.Serializer):
     address = serializers.CharField(help_text="The address looked up, in its normal form.")
     suppressed = serializers.BooleanField(help_text="True if mail to it is stopped for the unit.")
@@ -69,6 +74,7 @@ class SuppressionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, UnitS
     ones (viewer), and a suppression added (editor)."""
 
     model = Suppression
+    action_roles = {"lookup": (ApiRole.VIEWER,)}
     lookup_value_regex = UUID_PATTERN
     pagination_class = StrictCursorPagination
     serializer_class = SuppressionSerializer
@@ -91,15 +97,18 @@ class SuppressionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, UnitS
         )
 
     @extend_schema(
-        parameters=[OpenApiParameter("address", str, required=True, description="The address.")],
+        request=LookupRequestSerializer,
         responses=LookupSerializer,
         operation_id="suppressions_lookup",
     )
-    @action(detail=False, methods=["get"], pagination_class=None)
+    @action(detail=False, methods=["post"], pagination_class=None)
     def lookup(self, request: Request) -> Response:
         """Whether an address is suppressed for the unit, and by which suppressions (the
-        unit's and the global ones), matched in any case of its letters."""
-        address = request.query_params.get("address", "")
+        unit's and the global ones), matched in any case of its letters. A POST, so that the
+        address stays out of URLs and so out of access logs."""
+        given = LookupRequestSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        address = given.validated_data["address"]
         try:
             normalised = normalise_address(address)
             found = address_suppressions(unit=self.unit, email=normalised)
