@@ -96,15 +96,21 @@ def _look_up(
 
 def _insert(recipient_list: RecipientList, recipient_ids: list[int]) -> set[int]:
     """Add memberships in one statement; returns the recipients it really added (a concurrent
-    request may have added some first: they are then already on the list)."""
+    request may have added some first: they are then already on the list).
+
+    The recipients are locked FOR KEY SHARE and their status tested again under the lock: an
+    erasure running meanwhile (it locks the recipient FOR UPDATE, then empties its lists) is
+    waited for, and its recipient is left out (I9)."""
     if not recipient_ids:
         return set()
     with connection.cursor() as cursor:
         cursor.execute(
             "INSERT INTO recipients_listmembership (recipient_list_id, recipient_id, added_at) "
-            "SELECT %s, r, now() FROM unnest(%s::bigint[]) AS r "
+            "SELECT %s, r.id, now() FROM recipients_recipient r "
+            "WHERE r.id = ANY(%s::bigint[]) AND r.unit_id = %s AND r.status <> %s "
+            "FOR KEY SHARE OF r "
             "ON CONFLICT DO NOTHING RETURNING recipient_id",
-            [recipient_list.pk, recipient_ids],
+            [recipient_list.pk, recipient_ids, recipient_list.unit_id, RecipientStatus.ERASED],
         )
         return {row[0] for row in cursor.fetchall()}
 
@@ -145,6 +151,14 @@ def list_members_add(
             if problem is None:
                 wanted[recipient.pk] = None
     added = _insert(recipient_list, list(wanted))
+    gone: set[int] = set()
+    if len(added) < len(wanted):
+        # Rare: another request added some first, or an erasure took some away meanwhile.
+        missing = [pk for pk in wanted if pk not in added]
+        on_list = ListMembership.objects.filter(
+            recipient_list=recipient_list, recipient__in=missing
+        )
+        gone = set(missing) - set(on_list.values_list("recipient_id", flat=True))
     results = []
     told: set[int] = set()
     for index, raw in enumerate(addresses):
@@ -152,7 +166,7 @@ def list_members_add(
             results.append(MembershipResult(raw, Outcome.INVALID, invalid[index]))
             continue
         recipient = found.get(hashes[index])
-        if recipient is None:
+        if recipient is None or recipient.pk in gone:
             results.append(
                 MembershipResult(
                     raw,

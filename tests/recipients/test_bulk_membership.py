@@ -3,8 +3,11 @@ and a bounded number of queries whatever the number of addresses."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection, transaction
 
 from mlm.models import AuditEntry
 from recipients.addresses import AddressHasher
@@ -14,8 +17,9 @@ from recipients.memberships import (
     list_members_add,
     list_members_remove,
 )
-from recipients.models import Audience, Category, ListMembership, Recipient
+from recipients.models import Audience, Category, ListMembership, Recipient, RecipientStatus
 from recipients.services import list_add_members, list_create, recipient_erase, recipient_upsert
+from tests.processes import wait_for
 
 
 def add(world, category: str, email: str, unit=None) -> Recipient:
@@ -136,3 +140,60 @@ def test_a_thousand_addresses_take_a_few_queries(world, visitors, django_assert_
         results = list_members_remove(recipient_list=visitors, addresses=emails, by=world.bob)
     assert {r.outcome for r in results} == {Outcome.REMOVED}
     assert not ListMembership.objects.exists()
+
+
+def _someone_waits_for_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_erasure_under_way_is_waited_for_and_its_recipient_left_out(world, visitors):
+    """I9: an erasure locks its recipient, then empties its lists; a bulk call that read the
+    recipient before waits for it and does not put the erased recipient back on a list."""
+    lee = add(world, Category.EXTERNAL, "lee@partner.org")
+    add(world, Category.EXTERNAL, "kai@partner.org")
+    locked, release = threading.Event(), threading.Event()
+    answers = []
+
+    def erase() -> None:
+        try:
+            with transaction.atomic():
+                Recipient.objects.select_for_update().get(pk=lee.pk)
+                Recipient.objects.filter(pk=lee.pk).update(status=RecipientStatus.ERASED)
+                locked.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def add_members() -> None:
+        try:
+            answers.extend(
+                list_members_add(
+                    recipient_list=visitors,
+                    addresses=["lee@partner.org", "kai@partner.org"],
+                    by=None,
+                )
+            )
+        finally:
+            connection.close()
+
+    eraser = threading.Thread(target=erase)
+    eraser.start()
+    assert locked.wait(timeout=10)
+    adder = threading.Thread(target=add_members)
+    adder.start()
+    try:
+        wait_for(_someone_waits_for_a_lock, timeout=10, message="the bulk call did not wait")
+    finally:
+        release.set()
+        eraser.join(timeout=30)
+        adder.join(timeout=30)
+    assert [a.outcome for a in answers] == [Outcome.NOT_RECIPIENT, Outcome.ADDED]
+    assert list(ListMembership.objects.values_list("recipient__email", flat=True)) == [
+        "kai@partner.org"
+    ]
