@@ -29,6 +29,15 @@ website
 shell  # mlm/context_processors.py, named in settings.TEMPLATES
 ThrottledModelBackend  # settings.AUTHENTICATION_BACKENDS
 OutboxBackend  # settings.EMAIL_BACKEND
+ApiKeyAuthentication  # settings.REST_FRAMEWORK and SPECTACULAR_SETTINGS name these
+ApiCursorPagination
+KeyRole
+ApiKeyThrottle
+ProblemAutoSchema
+ApiKeyScheme
+UnitScopedViewSet  # api/scoping.py: the base of the API's viewsets
+auto_schema  # drf-spectacular's extension interface
+AttributesField  # api/serializers.py (not scanned: its fields are read by REST framework)
 _.as_string  # mlm/mail/build.py: email.message.Message's interface
 _.health_check_done  # Django's connection flag (mlm/db.py)
 _.adding  # ModelForm instance state (admin)
@@ -91,3 +100,21 @@ _.shared_strings
 _.get_source_expressions
 _.set_source_expressions
 _.as_sql
+
+# REST framework reads these by name (api/*_views.py, api/strict_pages.py): view attributes,
+# serializer method fields (get_<field>), field validators (validate_<field>), pagination hooks.
+_.lookup_value_regex
+_.pagination_class
+_.get_serializer_class
+_.get_page_size
+_.kept_as_hash
+_.rejected_rows
+_.get_address
+_.get_kept_as_hash
+_.get_scope
+_.get_note
+_.get_counts
+_.get_rejected_rows
+_.get_progress
+_.validate_mode
+_.validate_default_category

@@ -1,7 +1,7 @@
-"""What the benches that serve the app share (bench/unsubscribe.py, bench/webhooks.py): a
-PostgreSQL database of their own next to DATABASE_URL's, migrated; a newsletter seeded in bulk;
-gunicorn on a free loopback port, its CPU time and that of its PostgreSQL backends; and the
-asyncio protocol of a client that sends each request on its own connection.
+"""What the benches that serve the app share (bench/unsubscribe.py, bench/webhooks.py,
+bench/api.py): a PostgreSQL database of their own next to DATABASE_URL's, migrated; a newsletter
+seeded in bulk; gunicorn on a free loopback port, its CPU time and that of its PostgreSQL
+backends; and an open-loop client that sends each request on its own connection at a fixed rate.
 
 Imported as a sibling module (the benches run as scripts, so bench/ is first on sys.path); the
 leading underscore keeps it out of `make bench`.
@@ -280,3 +280,46 @@ class Exchange(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
             self.done.set_result(bytes(self.received))
+
+
+async def paced(
+    port: int, payloads: list[bytes], rate: int, *, ok: bytes = b"200", timeout: float = 5.0
+) -> tuple[list[float], int, float]:
+    """Send the requests at `rate`/s, each on its own connection; latencies (s) from each
+    scheduled start (no coordinated omission), and the errors: answers without status `ok` or
+    none within `timeout` seconds."""
+    latencies: list[float] = []
+    errors = 0
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.05
+    finished = loop.create_future()
+    pending = len(payloads)
+
+    def record(scheduled: float, ok: bool) -> None:
+        nonlocal errors, pending
+        latencies.append(loop.time() - scheduled)
+        errors += not ok
+        pending -= 1
+        if pending == 0:
+            finished.set_result(None)
+
+    async def exchange(payload: bytes, scheduled: float) -> None:
+        done = loop.create_future()
+        try:
+            async with asyncio.timeout(timeout - (loop.time() - scheduled)):
+                transport, _ = await loop.create_connection(
+                    lambda: Exchange(payload, done), "127.0.0.1", port
+                )
+                try:
+                    answer = await done
+                finally:
+                    transport.close()
+            record(scheduled, answer[9:12] == ok)
+        except (TimeoutError, OSError):
+            record(scheduled, False)
+
+    for i, payload in enumerate(payloads):
+        scheduled = start + i / rate
+        loop.call_at(scheduled, lambda p=payload, t=scheduled: loop.create_task(exchange(p, t)))
+    await finished
+    return latencies, errors, loop.time() - start

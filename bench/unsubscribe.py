@@ -28,10 +28,10 @@ import time
 import uuid
 
 from _served import (
-    Exchange,
     cpu_seconds,
     drop_database,
     health_bytes,
+    paced,
     prepare,
     seed_newsletter,
     start_gunicorn,
@@ -43,7 +43,6 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "20"))
 WARMUP_SECONDS = 3
 WORKERS = int(os.environ.get("BENCH_WORKERS", "4"))
 THREADS = int(os.environ.get("BENCH_THREADS", "1"))  # more than 1: gunicorn's gthread workers
-TIMEOUT = 5.0
 BENCH_DB = "mlm_bench_unsub"
 
 
@@ -89,45 +88,6 @@ def request_bytes(port: int, token: str) -> bytes:
         f"Content-Length: {len(body)}\r\n"
         "Connection: close\r\n\r\n"
     ).encode() + body
-
-
-async def paced(port: int, payloads: list[bytes], rate: int) -> tuple[list[float], int, float]:
-    """Send the requests at `rate`/s; latencies (s) from each scheduled start."""
-    latencies: list[float] = []
-    errors = 0
-    loop = asyncio.get_running_loop()
-    start = loop.time() + 0.05
-    finished = loop.create_future()
-    pending = len(payloads)
-
-    def record(scheduled: float, ok: bool) -> None:
-        nonlocal errors, pending
-        latencies.append(loop.time() - scheduled)
-        errors += not ok
-        pending -= 1
-        if pending == 0:
-            finished.set_result(None)
-
-    async def exchange(payload: bytes, scheduled: float) -> None:
-        done = loop.create_future()
-        try:
-            async with asyncio.timeout(TIMEOUT - (loop.time() - scheduled)):
-                transport, _ = await loop.create_connection(
-                    lambda: Exchange(payload, done), "127.0.0.1", port
-                )
-                try:
-                    answer = await done
-                finally:
-                    transport.close()
-            record(scheduled, answer[9:12] == b"200")
-        except (TimeoutError, OSError):
-            record(scheduled, False)
-
-    for i, payload in enumerate(payloads):
-        scheduled = start + i / rate
-        loop.call_at(scheduled, lambda p=payload, t=scheduled: loop.create_task(exchange(p, t)))
-    await finished
-    return latencies, errors, loop.time() - start
 
 
 def main() -> None:

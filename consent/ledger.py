@@ -19,7 +19,14 @@ from uuid import UUID
 from django.db import connection
 from django.utils import timezone
 
-from consent.models import Action, ConsentEvent, DMType, Subscription, SubscriptionState
+from consent.models import (
+    Action,
+    ConsentEvent,
+    DMType,
+    DMTypeNotice,
+    Subscription,
+    SubscriptionState,
+)
 from mlm.inserts import insert_parts, table
 from recipients.models import Recipient
 
@@ -43,9 +50,11 @@ def record(
     ip_address: str | None = None,
     user_agent: str = "",
     campaign_code: UUID | None = None,
+    notice: DMTypeNotice | None = None,
 ) -> list[ConsentEvent]:
     """One event per DM type (None: every DM type of the unit), each folded into its
-    subscription row. The caller holds the recipient's lock, in a transaction."""
+    subscription row. A grant names `notice`, the version the person was shown, else the DM
+    type's current one. The caller holds the recipient's lock, in a transaction."""
     events = []
     for dm_type in dm_types:
         event = ConsentEvent.objects.create(
@@ -56,7 +65,9 @@ def record(
             channel=channel,
             evidence=evidence,
             # A grant names the notice version agreed to; a withdrawal needs none.
-            notice=dm_type.current_notice if action == Action.GRANT and dm_type else None,
+            notice=(notice or dm_type.current_notice)
+            if action == Action.GRANT and dm_type
+            else None,
             ip_address=ip_address,
             user_agent=user_agent[:500],
             campaign_code=campaign_code,

@@ -264,6 +264,9 @@ class Suppression(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # for_unit: the unit's own suppressions, not the global ones (those of every unit).
+    objects = UnitScopedQuerySet.as_manager()
+
     class Meta:
         constraints = [
             models.UniqueConstraint(

@@ -16,6 +16,7 @@ from consent.models import (
     Suppression,
 )
 from mlm.models import SenderUnit
+from recipients.addresses import address_hash, case_sensitive_hash, normalise_address
 from recipients.models import Audience, Category, Recipient, RecipientStatus
 
 
@@ -212,3 +213,15 @@ def subscription_mismatches() -> list[SubscriptionMismatch]:
         for recipient_id, dm_type_id, state, event_id, row_state, row_event_id, kind in rows
     ]
     return sorted(found, key=lambda m: (m.recipient_id, m.dm_type_id or 0))
+
+
+def address_suppressions(*, unit: SenderUnit, email: str) -> list[Suppression]:
+    """The suppressions that keep `email` from the unit's mail: the unit's own and the global
+    ones, matched in any case of the address, including those kept from before as a hash of
+    the address as written (Suppression.case_sensitive). Raises InvalidAddress."""
+    normalised = normalise_address(email)
+    matches = Q(email_hash=address_hash(normalised)) | Q(
+        case_sensitive=True, email_hash=case_sensitive_hash(normalised)
+    )
+    found = Suppression.objects.filter(Q(unit=unit) | Q(unit__isnull=True), matches)
+    return list(found.order_by(F("unit").asc(nulls_last=True), "created_at", "id"))

@@ -24,7 +24,13 @@ from consent.models import (
 )
 from mlm.models import SenderUnit
 from mlm.services import audit_record
-from recipients.addresses import address_hash, address_key, case_sensitive_hash, normalise_address
+from recipients.addresses import (
+    InvalidAddress,
+    address_hash,
+    address_key,
+    case_sensitive_hash,
+    normalise_address,
+)
 from recipients.models import Recipient, RecipientStatus
 
 
@@ -177,8 +183,12 @@ def grant(
     ip_address: str | None = None,
     user_agent: str = "",
     campaign_code: UUID | None = None,
+    notice_version: int | None = None,
 ) -> list[ConsentEvent]:
-    """Record a grant per DM type with its evidence and notice version (I2: never without proof)."""
+    """Record a grant per DM type with its evidence and notice version (I2: never without proof).
+
+    `notice_version`: the version the person was shown (one DM type only); default the current.
+    """
     if not evidence or not evidence.strip():
         raise ConsentError(
             "A grant needs evidence: say where and how the person agreed "
@@ -190,6 +200,17 @@ def grant(
     if recipient.status == RecipientStatus.ERASED:
         raise ConsentError("This recipient was erased; consent cannot be recorded.")
     _check_dm_types(recipient, dm_types, granting=True)
+    notice = None
+    if notice_version is not None:
+        if len(dm_types) != 1:
+            raise ConsentError("A notice version names the notice of one DM type: grant one.")
+        notice = dm_types[0].notices.filter(version=notice_version).first()
+        if notice is None:
+            current = dm_types[0].current_notice
+            raise ConsentError(
+                f"The DM type {dm_types[0].name!r} has no notice version {notice_version} "
+                f"(the current one is {current.version if current else 'none'})."
+            )
     return record(
         recipient=recipient,
         action=Action.GRANT,
@@ -200,6 +221,7 @@ def grant(
         ip_address=ip_address,
         user_agent=user_agent,
         campaign_code=campaign_code,
+        notice=notice,
     )
 
 
@@ -312,6 +334,50 @@ def suppress(
         data={"reason": str(reason), "scope": "unit" if unit else "global"},
     )
     return suppression
+
+
+# What a unit may record itself; bounces, complaints and erasure come from their own paths.
+UNIT_SUPPRESSION_REASONS = (SuppressionReason.MANUAL, SuppressionReason.OPT_OUT)
+
+
+@transaction.atomic
+def suppression_add(
+    *,
+    unit: SenderUnit,
+    email: str,
+    reason: str = SuppressionReason.MANUAL,
+    note: str = "",
+    by: AbstractBaseUser | None,
+) -> tuple[Suppression, bool]:
+    """Suppress an address for the unit (or keep the suppression it has); returns it and
+    whether it is new. The address of an erased person is kept as a hash alone (I9)."""
+    if reason not in UNIT_SUPPRESSION_REASONS:
+        raise ValidationError(
+            f"A unit records the reasons {' or '.join(UNIT_SUPPRESSION_REASONS)}; "
+            "bounces, complaints and erasures are recorded where they happen."
+        )
+    try:
+        normalised = normalise_address(email)
+    except InvalidAddress as error:
+        raise ValidationError(str(error)) from None
+    carry_case_sensitive_suppressions([normalised])
+    digest = address_hash(normalised)
+    existing = Suppression.objects.for_unit(unit).filter(email_hash=digest).first()
+    if existing is not None:
+        return existing, False
+    erased = Suppression.objects.filter(
+        unit__isnull=True, email_hash=digest, reason=SuppressionReason.ERASURE
+    ).exists()
+    suppression = suppress(
+        email_hash=digest if erased else None,
+        email=None if erased else normalised,
+        unit=unit,
+        reason=SuppressionReason(reason),
+        note=note,
+        by=by,
+        keep_address=not erased,
+    )
+    return suppression, True
 
 
 @transaction.atomic

@@ -95,16 +95,21 @@ def exceeded_any(checks: list[tuple[str, str]]) -> int | None:
     Fails open: if the counter store cannot be reached, a person must still be able to
     unsubscribe.
     """
+    return exceeded_rates([(limit, key, settings.MLM_RATE_LIMITS[limit]) for limit, key in checks])
+
+
+def exceeded_rates(checks: list[tuple[str, str, str]]) -> int | None:
+    """`exceeded_any` for (name, key, rate) where the rate ('600/m') is not a named limit."""
     prefix = getattr(settings, "MLM_RATE_LIMIT_PREFIX", "mlm:rl:")
-    rates = [parse_rate(settings.MLM_RATE_LIMITS[limit]) for limit, _ in checks]
+    rates = [parse_rate(rate) for _, _, rate in checks]
     keys = [
         (f"{prefix}{limit}:{hashlib.blake2b(key.encode(), digest_size=16).hexdigest()}", period)
-        for (limit, key), (_, period) in zip(checks, rates, strict=True)
+        for (limit, key, _), (_, period) in zip(checks, rates, strict=True)
     ]
     try:
         counts = _hits(keys)
     except Exception:
-        names = ", ".join(limit for limit, _ in checks)
+        names = ", ".join(limit for limit, _, _ in checks)
         log.warning("rate limit %s not counted: the counter store is unreachable", names)
         return None
     over = [

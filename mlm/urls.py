@@ -22,6 +22,7 @@ unit_patterns = [
     path("", include("recipients.segment_urls")),
     path("", include("consent.unit_urls")),
     path("campaigns/", include("campaigns.urls")),
+    path("", include("api.key_urls")),
 ]
 
 urlpatterns = [
@@ -34,6 +35,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Tracking webhooks of the mail providers: anymail's views, events recorded per request.
     path("webhooks/anymail/", include((anymail_urlpatterns(), "anymail"))),
+    path("api/", include("api.urls")),
     path("units/<slug:unit_slug>/", include(unit_patterns)),
     path("", include("consent.public_urls")),
     path("", include("campaigns.public_urls")),

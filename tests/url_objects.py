@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from api.checks import api_url_patterns
 from consent.models import DMType
 from consent.services import dm_type_create
 from mlm.checks import unit_url_patterns
@@ -42,6 +44,13 @@ def _recipient(world: World) -> str:
         unit=world.unit, email="walked@example.com", category=Category.EXTERNAL, by=None
     )
     return str(recipient.code)
+
+
+def _suppression(world: World) -> str:
+    from consent.services import suppression_add
+
+    made, _ = suppression_add(unit=world.unit, email="walked-suppressed@example.com", by=None)
+    return str(made.code)
 
 
 def _dm_type(world: World) -> str:
@@ -104,6 +113,19 @@ def _segment(world: World) -> str:
     return str(made.code)
 
 
+def _api_key(world: World) -> str:
+    """A key of the unit, on the unit's API keys page."""
+    from api.models import ApiKey, ApiRole
+    from api.services import api_key_create
+
+    made = ApiKey.objects.for_unit(world.unit).filter(name="Walked key").first()
+    if made is None:
+        made, _ = api_key_create(
+            unit=world.unit, name="Walked key", role=ApiRole.VIEWER, expires_at=None, by=None
+        )
+    return str(made.code)
+
+
 MAKERS: dict[str, Callable[[World], str]] = {
     "message_code": _outbox_message,
     "list_code": _list,
@@ -113,10 +135,67 @@ MAKERS: dict[str, Callable[[World], str]] = {
     "layout_code": campaign_factories.layout_code,
     "job_code": _import_job,
     "segment_code": _segment,
+    "api_key_code": _api_key,
 }
 
 
 KWARG = re.compile(r"<(?:\w+:)?(\w+)>")
+
+# The API names objects `code` (api.scoping): the maker comes from the view's model.
+API_MAKERS: dict[str, Callable[[World], str]] = {
+    "recipients.recipient": _recipient,
+    "recipients.recipientlist": _list,
+    "recipients.importjob": _import_job,
+    "recipients.segment": _segment,
+    "consent.dmtype": _dm_type,
+    "consent.suppression": _suppression,
+    "campaigns.campaign": campaign_factories.campaign_code,
+    "api.apikey": _api_key,
+}
+API_KWARG = re.compile(r"<(?:\w+:)?(\w+)>|\(\?P<(\w+)>[^)]*\)")
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    """One route of the versioned API filled with objects of world.unit."""
+
+    route: str
+    url: str
+    methods: list[str]  # lower case, as the test client names them
+    names_object: bool  # the URL names an object of the unit (it has keywords)
+
+
+def api_urls(world: World) -> list[ApiRoute]:
+    """Every route under /api/v1/, its keywords filled with real objects of world.unit."""
+    routes = []
+    for route, pattern in api_url_patterns():
+        view_class = pattern.callback.cls
+        actions = getattr(pattern.callback, "actions", None)
+        if actions:
+            methods = sorted(actions)
+        else:
+            methods = [
+                m
+                for m in view_class.http_method_names
+                if m not in ("options", "head") and hasattr(view_class, m)
+            ]
+        url = "/" + route.rstrip("$")
+        names = [a or b for a, b in API_KWARG.findall(route)]
+        for name in names:
+            if name == "code":
+                label = view_class.model._meta.label_lower
+                assert label in API_MAKERS, (
+                    f"add a maker for the model {label!r} to API_MAKERS in tests/url_objects.py"
+                )
+                value = API_MAKERS[label](world)
+            else:
+                assert name in MAKERS, (
+                    f"add a maker for the URL keyword {name!r} to tests/url_objects.py"
+                )
+                value = MAKERS[name](world)
+            url = re.sub(rf"<(?:\w+:)?{name}>|\(\?P<{name}>[^)]*\)", value, url, count=1)
+        routes.append(ApiRoute(route, url, methods, bool(names)))
+    return routes
 
 
 def unit_urls(world: World) -> list[tuple[str, str]]:

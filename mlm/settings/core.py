@@ -160,6 +160,10 @@ INSTALLED_APPS = [
     "consent",
     "recipients",
     "campaigns",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -280,6 +284,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         name: {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
-        for name in ("mlm", "consent", "recipients", "campaigns")
+        for name in ("mlm", "consent", "recipients", "campaigns", "api")
     },
 }

@@ -151,6 +151,7 @@ CELERY_BEAT_SCHEDULE = {
     },
     "imports-recover": {"task": "recipients.tasks.recover_imports", "schedule": 60.0},
     "imports-purge": {"task": "recipients.tasks.purge_imports", "schedule": 3600.0},
+    "api-idempotency-purge": {"task": "api.tasks.purge_idempotent_requests", "schedule": 3600.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
