@@ -13,6 +13,8 @@ from celery import current_app
 from django.conf import settings
 from django.db import transaction
 
+from mlm.queue import enqueue_on_commit
+
 START = "campaigns.tasks.start_campaign"
 SEND_BATCH = "campaigns.tasks.send_batch"
 SEND_TEST = "campaigns.tasks.send_campaign_test"
@@ -24,7 +26,7 @@ BREAKER_MAIL = "campaigns.breaker.mail_breaker_pause"
 
 def start_on_commit(*, campaign_id: int) -> None:
     """Start the campaign (snapshot, then its batches) in a worker once the transaction commits."""
-    transaction.on_commit(lambda: current_app.send_task(START, (campaign_id,)))
+    enqueue_on_commit(START, campaign_id)
 
 
 def batches_fan_out(*, campaign_id: int, count: int | None = None) -> None:
@@ -41,12 +43,10 @@ def batches_fan_out(*, campaign_id: int, count: int | None = None) -> None:
 
 def test_mail_on_commit(*, campaign_id: int, user_id: int, recipient_code: str | None) -> None:
     """Send a campaign's [TEST] mail in a worker once the transaction commits."""
-    transaction.on_commit(
-        lambda: current_app.send_task(SEND_TEST, (campaign_id, user_id, recipient_code))
-    )
+    enqueue_on_commit(SEND_TEST, campaign_id, user_id, recipient_code)
 
 
 def breaker_mail_on_commit(*, campaign_id: int) -> None:
     """Mail the unit's administrators that the breaker paused the campaign, once the transaction
     commits (robust: a broker down must not undo the pause)."""
-    transaction.on_commit(lambda: current_app.send_task(BREAKER_MAIL, (campaign_id,)), robust=True)
+    enqueue_on_commit(BREAKER_MAIL, campaign_id, robust=True)

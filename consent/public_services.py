@@ -31,6 +31,7 @@ from consent.services import grant, suppress, unsuppress, withdraw
 from consent.tokens import TokenData
 from mlm.db import is_prepared, mark_prepared, skip_health_check
 from mlm.models import SenderUnit
+from mlm.queue import enqueue_on_commit
 from mlm.services import audit_record
 from recipients.addresses import address_hash, is_internal_address, normalise_address
 from recipients.models import Category, Recipient, RecipientStatus
@@ -402,9 +403,7 @@ def subscription_request_create(
         obj=request,
         data={"dm_types": [str(t.code) for t in dm_types]},
     )
-    from consent.tasks import send_subscription_confirmation
-
-    transaction.on_commit(lambda: send_subscription_confirmation.delay(request.pk))
+    enqueue_on_commit("consent.tasks.send_subscription_confirmation", request.pk)
     return request
 
 

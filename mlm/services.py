@@ -22,6 +22,7 @@ from mlm.models import (
     SenderUnit,
     SendingDomain,
 )
+from mlm.queue import enqueue_on_commit
 
 # Who acts when no user does: an API key ("API key 1a2b3c4d (CRM)") rather than "system".
 _acting_as: ContextVar[str] = ContextVar("acting_as", default="system")
@@ -98,10 +99,8 @@ def heartbeat_age(*, name: str) -> float | None:
 
 def unit_send_test_mail(*, unit: SenderUnit, by: AbstractBaseUser) -> None:
     """Queue a sample message to the user's own address through the configured mail backend."""
-    from mlm.tasks import send_test_mail
-
     audit_record(unit=unit, actor=by, verb="mail.test", data={"to": by.email})
-    transaction.on_commit(lambda: send_test_mail.delay(unit.pk, by.pk))
+    enqueue_on_commit("mlm.tasks.send_test_mail", unit.pk, by.pk)
 
 
 @transaction.atomic

@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.text import get_valid_filename
 
 from consent.models import DMType
+from mlm.queue import enqueue_on_commit
 from mlm.services import audit_record
 from mlm.spreadsheets import csv_lines
 from recipients.exports import list_member_rows
@@ -210,9 +211,7 @@ def import_start(
         },
     )
     if enqueue:
-        from recipients.tasks import run_import
-
-        transaction.on_commit(lambda: run_import.delay(job.pk))
+        enqueue_on_commit("recipients.tasks.run_import", job.pk)
     return job
 
 
