@@ -22,9 +22,9 @@ from django_otp import login as otp_login
 from django_otp import user_has_device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from mlm.login_routes import logged_in_through
 from mlm.models import Membership
 from mlm.services import audit_record
-from mlm.sso.sessions import logged_in_through
 
 DEVICE_NAME = "Authenticator app"
 

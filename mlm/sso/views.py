@@ -18,9 +18,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCLogoutView
 
+from mlm.login_routes import logged_in_through
 from mlm.logins import LoginForm
 from mlm.sso.backends import REFUSAL_ATTRIBUTE
-from mlm.sso.sessions import logged_in_through
 
 logger = logging.getLogger(__name__)
 

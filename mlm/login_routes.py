@@ -1,4 +1,5 @@
-"""Which way a session logged in: through an identity provider, or with a password."""
+"""Which way a session logged in: through an identity provider (mlm.sso), or with a password.
+The login and second-factor pages ask it, below single sign-on."""
 
 from __future__ import annotations
 
