@@ -22,6 +22,7 @@ unit_patterns = [
     path("", include("recipients.segment_urls")),
     path("", include("consent.unit_urls")),
     path("campaigns/", include("campaigns.urls")),
+    path("endpoints/", include("outbound.urls")),
 ]
 
 urlpatterns = [

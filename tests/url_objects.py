@@ -104,6 +104,23 @@ def _segment(world: World) -> str:
     return str(made.code)
 
 
+def _endpoint(world: World) -> str:
+    """An outbound events endpoint of the unit (on loopback: nothing is delivered in the walk)."""
+    from django.test import override_settings
+
+    from outbound.models import Endpoint
+    from outbound.services import endpoint_create
+
+    made = Endpoint.objects.for_unit(world.unit).first()
+    if made is None:
+        with override_settings(MLM_OUTBOUND_ALLOW_PRIVATE=True):
+            made, _ = endpoint_create(
+                unit=world.unit, url="http://127.0.0.1:9/walked", event_types=["consent.granted"],
+                by=None,
+            )  # fmt: skip
+    return str(made.code)
+
+
 MAKERS: dict[str, Callable[[World], str]] = {
     "message_code": _outbox_message,
     "list_code": _list,
@@ -113,6 +130,7 @@ MAKERS: dict[str, Callable[[World], str]] = {
     "layout_code": campaign_factories.layout_code,
     "job_code": _import_job,
     "segment_code": _segment,
+    "endpoint_code": _endpoint,
 }
 
 
