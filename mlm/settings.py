@@ -746,7 +746,10 @@ MLM_OUTBOUND_LEASE_SECONDS = env_int(
     "A worker's claim on outbound events; a worker that dies leaves them to others after it.",
 )
 MLM_OUTBOUND_CONCURRENCY = env_int(
-    "MLM_OUTBOUND_CONCURRENCY", 32, "Outbound event POSTs in flight at once per worker."
+    "MLM_OUTBOUND_CONCURRENCY",
+    64,
+    "Outbound event POSTs in flight at once per worker (and connections kept open to the "
+    "receivers); lower it for receivers that take fewer.",
 )
 MLM_OUTBOUND_SWEEP_SECONDS = env_int(
     "MLM_OUTBOUND_SWEEP_SECONDS", 15, "How often beat looks for outbound events due a retry."

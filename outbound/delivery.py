@@ -15,7 +15,7 @@ import json
 import logging
 import random
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -173,21 +173,34 @@ def _client() -> httpx.Client:
 
 def events_deliver_due(*, budget_seconds: float = 60.0) -> int:
     """Deliver due events batch after batch until none is due or the budget is spent; returns
-    how many batches' events were sent (delivered or not)."""
+    how many were sent (delivered or not). One batch is in flight while the one before is
+    recorded and the next claimed, so the database round trips do not stall the POSTs."""
     size = settings.MLM_OUTBOUND_CONCURRENCY
     started = timezone.now()
     sent = 0
+    in_flight: list[Future[Outcome]] = []
     with _client() as client, ThreadPoolExecutor(max_workers=size) as pool:
         while (timezone.now() - started).total_seconds() < budget_seconds:
             batch = events_claim(limit=size * 4)
-            if not batch:
+            if not batch and not in_flight:
                 break
-            endpoints = Endpoint.objects.in_bulk({c.endpoint_id for c in batch})
-            secrets_ = {pk: endpoint_secrets(e) for pk, e in endpoints.items()}
-            jobs = [(endpoints[c.endpoint_id].url, secrets_[c.endpoint_id], c) for c in batch]
-            outcomes = list(pool.map(lambda job: _post(client, *job), jobs))
-            _record(outcomes)
+            if batch:
+                endpoints = Endpoint.objects.in_bulk({c.endpoint_id for c in batch})
+                secrets_ = {pk: endpoint_secrets(e) for pk, e in endpoints.items()}
+                posting = [
+                    pool.submit(
+                        _post, client, endpoints[c.endpoint_id].url, secrets_[c.endpoint_id], c
+                    )
+                    for c in batch
+                ]
+            else:
+                posting = []
+            if in_flight:
+                _record([f.result() for f in in_flight])
+            in_flight = posting
             sent += len(batch)
+        if in_flight:
+            _record([f.result() for f in in_flight])
     return sent
 
 
