@@ -152,3 +152,32 @@ def test_erasure_redacts_the_stored_events_and_says_only_the_code(setting, recei
     assert stored[-1]["type"] == "recipient.erased"
     assert stored[-1]["data"] == {"recipient": {"code": str(ria.code)}}
     assert stored[0]["data"]["recipient"] == {"code": str(ria.code)}
+
+
+def test_a_bounce_and_a_complaint_from_a_provider_are_told(world, receiver):
+    """A hard bounce and a spam complaint each queue their event; the complaint's withdrawal
+    of every DM type of the unit comes first, in order."""
+    from campaigns.feedback import feedback_record
+    from campaigns.models import BounceKind, EventKind
+    from tests.campaigns import factories
+    from tests.campaigns.sending import sending_campaign, sent_to
+    from tests.campaigns.test_feedback import event
+
+    news = factories.dm_type(world.unit)
+    friends = factories.recipient_list(world.unit)
+    erin = factories.member(friends, "erin@example.org", granted=news)
+    finn = factories.member(friends, "finn@example.org", granted=news)
+    register(world, receiver)
+    (to_erin, to_finn) = sent_to(sending_campaign(world), [erin, finn])
+    feedback_record(
+        [
+            event(
+                "b", EventKind.BOUNCED, delivery_ref=str(to_erin.pk), bounce_kind=BounceKind.HARD
+            ),
+            event("c", EventKind.COMPLAINED, delivery_ref=str(to_finn.pk)),
+        ]
+    )
+    said = [(p["type"], p["data"]["recipient"]["address"]) for p in payloads()]
+    assert ("recipient.bounced", "erin@example.org") in said
+    finn_said = [t for t, address in said if address == "finn@example.org"]
+    assert finn_said == ["consent.withdrawn", "recipient.complained"]
