@@ -93,3 +93,22 @@ def test_a_paused_endpoint_has_a_banner_and_failed_events_are_listed(world, clie
     assert "is paused" in page and "Every delivery failed for 24 hours." in page
     assert "Failed events" in page and "evt_failed1" in page and "HTTP 503" in page
     assert f"{endpoint.code}/resume/" in page
+
+
+def test_operations_see_endpoints_and_events_in_admin_without_secrets(world, client, settings):
+    from django.contrib.auth import get_user_model
+
+    staff = get_user_model().objects.create_superuser("ops", "ops@staff.example.edu", "pw")
+    client.force_login(staff)
+    from outbound.services import endpoint_create
+
+    settings.MLM_OUTBOUND_ALLOW_PRIVATE = True
+    endpoint, secret = endpoint_create(
+        unit=world.unit, url="http://127.0.0.1:9/crm", event_types=["consent.granted"], by=None
+    )
+    listing = client.get("/admin/outbound/endpoint/")
+    detail = client.get(f"/admin/outbound/endpoint/{endpoint.pk}/change/")
+    events = client.get("/admin/outbound/event/")
+    assert (listing.status_code, detail.status_code, events.status_code) == (200, 200, 200)
+    assert secret not in detail.content.decode()
+    assert endpoint.secret_encrypted not in detail.content.decode()
