@@ -24,6 +24,8 @@ from consent.public_services import recipient_unsubscribe
 from consent.services import suppress
 from mlm.db import server_binding_cursor
 from mlm.models import AuditEntry, SenderUnit
+from outbound.models import EventType
+from outbound.services import recipient_events_emit
 from recipients.addresses import InvalidAddress, address_hash, normalise_address
 from recipients.models import Recipient, RecipientStatus
 
@@ -274,6 +276,12 @@ def _record(ordered: list[Feedback], *, received: int) -> FeedbackResult:
 # Effects ---------------------------------------------------------------------------------------
 
 
+_EVENT_TYPES = {
+    RecipientStatus.BOUNCED: EventType.BOUNCED,
+    RecipientStatus.COMPLAINED: EventType.COMPLAINED,
+}
+
+
 @dataclass
 class _Effects:
     """What a batch changes besides its events: recipients marked bounced or complained, and
@@ -311,6 +319,10 @@ class _Effects:
                 pk__in=[r.pk for r, _ in marked], status=RecipientStatus.ACTIVE
             ).update(status=status, updated_at=now)
             audits += [_audit(r.unit, f"recipient.{status}", r, d) for r, d in marked]
+            recipient_events_emit(
+                type=_EVENT_TYPES[status],
+                recipients=[(r, {"source": d["source"]}) for r, d in marked],
+            )
         if self.suppressions:
             audits += self._write_suppressions()
         if audits:

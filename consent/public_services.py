@@ -11,11 +11,11 @@ from uuid import UUID
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
+from consent.ledger import record_one_click
 from consent.models import (
-    Action,
     Channel,
     ConsentEvent,
     DMType,
@@ -29,7 +29,6 @@ from consent.public_selectors import public_target_lean_for
 from consent.selectors import recipient_dm_type_states
 from consent.services import grant, suppress, unsuppress, withdraw
 from consent.tokens import TokenData
-from mlm.db import is_prepared, mark_prepared, skip_health_check
 from mlm.models import SenderUnit
 from mlm.queue import enqueue_on_commit
 from mlm.services import audit_record
@@ -87,76 +86,6 @@ def _already_withdrawn(recipient: Recipient, dm_type: DMType | None) -> bool:
     return not any(r[1] == SubscriptionState.GRANTED and r[2] > after for r in rows)
 
 
-# The one-click POST (RFC 8058) in one statement: find the token's recipient and DM type, lock
-# the recipient (as `consent.services.withdraw` does), skip if the fold already says withdrawn,
-# write the withdrawal and fold it into the subscription row. Mail providers post these in
-# bursts and the endpoint must answer 300 a second on two cores: through the ORM the same work
-# took seven round trips and 6 ms of CPU (bench/unsubscribe.py), here one. Every rule is the
-# one `recipient_unsubscribe` + `withdraw` apply; tests/public compare the two paths' ledgers.
-#
-# It is PREPAREd once per connection: planning the statement cost PostgreSQL four times what
-# running it does. (Named prepared statements need a session of our own: behind a pooler in
-# transaction mode, set ONE_CLICK_PREPARED=False.)
-_ONE_CLICK_NAME = "mlm_one_click_withdraw"
-_ONE_CLICK_TYPES = "uuid, uuid, inet, text, uuid, text, text, text, text, text, text"
-_ONE_CLICK_WITHDRAW = """
-WITH target AS (
-    SELECT r.id AS recipient_id, r.unit_id, d.id AS dm_type_id
-    FROM {recipient} r JOIN {dm_type} d ON d.code = $1 AND d.unit_id = r.unit_id
-    WHERE r.code = $2 AND r.status <> $6
-    FOR UPDATE OF r
-), fresh AS (
-    SELECT t.* FROM target t
-    WHERE COALESCE((
-        SELECT s.state FROM {subscription} s
-        WHERE s.recipient_id = t.recipient_id
-          AND (s.dm_type_id = t.dm_type_id OR s.dm_type_id IS NULL)
-        ORDER BY s.event_id DESC LIMIT 1
-    ), '') <> $7
-), event AS (
-    INSERT INTO {event} (unit_id, recipient_id, dm_type_id, action, channel, evidence,
-                         notice_id, actor_id, actor_label, ip_address, user_agent,
-                         campaign_code, created_at)
-    SELECT unit_id, recipient_id, dm_type_id, $8, $9, $10,
-           NULL, NULL, $11, $3, $4, $5, statement_timestamp()
-    FROM fresh
-    RETURNING id, unit_id, recipient_id, dm_type_id, created_at
-)
-INSERT INTO {subscription} (unit_id, recipient_id, dm_type_id, state, event_id, updated_at)
-SELECT unit_id, recipient_id, dm_type_id, $7, id, created_at FROM event
-ON CONFLICT (recipient_id, dm_type_id) WHERE dm_type_id IS NOT NULL
-DO UPDATE SET state = EXCLUDED.state, event_id = EXCLUDED.event_id,
-              updated_at = EXCLUDED.updated_at
-"""
-
-
-def _one_click_statement() -> str:
-    """The statement's text, with the tables' names."""
-    return _ONE_CLICK_WITHDRAW.format(
-        recipient=Recipient._meta.db_table,
-        dm_type=DMType._meta.db_table,
-        subscription=Subscription._meta.db_table,
-        event=ConsentEvent._meta.db_table,
-    )
-
-
-def _one_click_run(cursor, params: list) -> None:
-    """EXECUTE the prepared statement, PREPAREing it first on a connection new to it."""
-    prepare = f"PREPARE {_ONE_CLICK_NAME} ({_ONE_CLICK_TYPES}) AS {_one_click_statement()}"
-    execute = f"EXECUTE {_ONE_CLICK_NAME} ({', '.join(['%s'] * len(params))})"
-    if not settings.ONE_CLICK_PREPARED:
-        cursor.execute(prepare)
-        try:
-            cursor.execute(execute, params)
-        finally:
-            cursor.execute(f"DEALLOCATE {_ONE_CLICK_NAME}")
-        return
-    if not is_prepared(_ONE_CLICK_NAME):
-        cursor.execute(prepare)
-        mark_prepared(_ONE_CLICK_NAME)
-    cursor.execute(execute, params)
-
-
 def one_click_withdraw(
     *, data: TokenData, ip_address: str | None = None, user_agent: str = ""
 ) -> None:
@@ -179,34 +108,16 @@ def one_click_withdraw(
                 user_agent=user_agent,
             )
         return
-    params = [
-        data.dm_type_code,
-        data.recipient_code,
-        ip_address,
-        user_agent[:500],
-        data.campaign_code,
-        RecipientStatus.ERASED.value,
-        SubscriptionState.WITHDRAWN.value,
-        Action.WITHDRAW.value,
-        Channel.ONE_CLICK.value,
-        ONE_CLICK_EVIDENCE,
-        PUBLIC_ACTOR,
-    ]
-    # One statement, so autocommit makes it one transaction: no BEGIN and COMMIT round trips.
-    # Nor a health check's SELECT 1 before it (a third of the database time): a connection that
-    # died since the last request fails the statement itself, which then runs once more on a new
-    # connection. Safe to repeat: a withdrawal already written makes the second one write nothing.
-    skip_health_check()
-    try:
-        with connection.cursor() as cursor:
-            _one_click_run(cursor, params)
-    except (OperationalError, InterfaceError):
-        if connection.in_atomic_block:
-            raise
-        log.warning("one-click: the database connection was lost; trying once more")
-        connection.close()
-        with connection.cursor() as cursor:
-            _one_click_run(cursor, params)
+    record_one_click(
+        dm_type_code=data.dm_type_code,
+        recipient_code=data.recipient_code,
+        channel=Channel.ONE_CLICK.value,
+        evidence=ONE_CLICK_EVIDENCE,
+        actor_label=PUBLIC_ACTOR,
+        ip_address=ip_address,
+        user_agent=user_agent,
+        campaign_code=data.campaign_code,
+    )
 
 
 def recipient_unsubscribe(
@@ -219,6 +130,7 @@ def recipient_unsubscribe(
     user_agent: str = "",
     campaign_code: UUID | None = None,
     report: bool = True,
+    everywhere: bool = False,
 ) -> Unsubscribed:
     """Withdraw one DM type, or with `dm_type=None` every DM type of the unit (I6); does nothing
     if that is already the state, so a repeated one-click POST writes no second event.
@@ -248,6 +160,7 @@ def recipient_unsubscribe(
         ip_address=ip_address,
         user_agent=user_agent,
         campaign_code=campaign_code,
+        everywhere=everywhere,
     )
     return Unsubscribed(events, were_subscribed)
 
@@ -270,6 +183,7 @@ def recipient_unsubscribe_everywhere(
             evidence=evidence,
             ip_address=ip_address,
             user_agent=user_agent,
+            everywhere=True,
         )
         if holder.pk == recipient.pk:
             result = done

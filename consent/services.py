@@ -11,7 +11,7 @@ from django.db import connection, transaction
 from django.db.models import Case, Value, When
 from django.utils import timezone
 
-from consent.ledger import Who, record
+from consent.ledger import SCOPE_EVERYWHERE, SCOPE_UNIT, Who, record
 from consent.models import (
     ERASED_EVIDENCE,
     Action,
@@ -24,6 +24,8 @@ from consent.models import (
 )
 from mlm.models import SenderUnit
 from mlm.services import audit_record
+from outbound.models import EventType
+from outbound.services import recipient_events_emit
 from recipients.addresses import (
     InvalidAddress,
     address_hash,
@@ -237,8 +239,10 @@ def withdraw(
     ip_address: str | None = None,
     user_agent: str = "",
     campaign_code: UUID | None = None,
+    everywhere: bool = False,
 ) -> list[ConsentEvent]:
-    """Withdraw the DM types named, or with `dm_types=None` every DM type of the unit (I6)."""
+    """Withdraw the DM types named, or with `dm_types=None` every DM type of the unit (I6).
+    `everywhere`: part of a withdrawal from every unit (the scope outbound events report)."""
     recipient = _lock(recipient)
     scopes: list[DMType | None] = [None] if dm_types is None else list(dm_types)
     _check_dm_types(recipient, [s for s in scopes if s is not None], granting=False)
@@ -252,6 +256,7 @@ def withdraw(
         ip_address=ip_address,
         user_agent=user_agent,
         campaign_code=campaign_code,
+        scope=SCOPE_EVERYWHERE if everywhere else None,
     )
 
 
@@ -283,6 +288,7 @@ def withdraw_everywhere(
             actor_label=actor_label,
             ip_address=ip_address,
             user_agent=user_agent,
+            everywhere=True,
         )
     return suppress(
         email=normalised,
@@ -333,6 +339,8 @@ def suppress(
         obj=suppression,
         data={"reason": str(reason), "scope": "unit" if unit else "global"},
     )
+    if reason != SuppressionReason.ERASURE:  # an erasure says so itself, without the address
+        _emit_suppressed(suppression)
     return suppression
 
 
@@ -378,6 +386,21 @@ def suppression_add(
         keep_address=not erased,
     )
     return suppression, True
+
+
+def _emit_suppressed(suppression: Suppression) -> None:
+    """Tell the endpoints of every unit holding the address (of its unit only, for a unit's
+    suppression) that it is suppressed."""
+    held = Recipient.objects.filter(email_hash=suppression.email_hash).exclude(
+        status=RecipientStatus.ERASED
+    )
+    if suppression.unit_id is not None:
+        held = held.filter(unit_id=suppression.unit_id)
+    extra = {
+        "scope": SCOPE_UNIT if suppression.unit_id else SCOPE_EVERYWHERE,
+        "reason": str(suppression.reason),
+    }
+    recipient_events_emit(type=EventType.SUPPRESSED, recipients=[(r, extra) for r in held])
 
 
 @transaction.atomic

@@ -23,6 +23,7 @@ unit_patterns = [
     path("", include("consent.unit_urls")),
     path("campaigns/", include("campaigns.urls")),
     path("", include("api.key_urls")),
+    path("endpoints/", include("outbound.urls")),
 ]
 
 urlpatterns = [

@@ -22,6 +22,8 @@ from consent.selectors import recipient_dm_type_states
 from consent.services import anonymise_events, suppress_erased
 from mlm.models import OutboxMessage
 from mlm.services import audit_record
+from outbound.models import EventType
+from outbound.services import events_emit, events_redact
 from recipients.addresses import address_hash
 from recipients.held_files import erase_from_files, erase_from_jobs, files_naming
 from recipients.models import ListMembership, Recipient, RecipientStatus
@@ -258,6 +260,14 @@ def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> Non
     for keeper in _KEEPERS.values():
         keeper.erase(held, digest)
     suppress_erased(email_hash=digest, by=by)
+    # Outbound events keep the person's code; the address leaves the ones stored, and the
+    # erasure is announced by code alone (I9).
+    redacted = events_redact(recipient_key=str(held.code))
+    events_emit(
+        unit_id=held.unit_id,
+        type=EventType.ERASED,
+        items=[(str(held.code), {"recipient": {"code": str(held.code)}})],
+    )
     copies = [m.pk for m in _outbox_copies(held, address, digest)]
     OutboxMessage.objects.filter(pk__in=copies).delete()
     files = erase_from_files(unit=held.unit, address=address)
@@ -278,6 +288,7 @@ def recipient_erase(*, recipient: Recipient, by: AbstractBaseUser | None) -> Non
             "files": files,
             "import_jobs": jobs,
             "subscription_requests": requests,
+            "outbound_events": redacted,
         },
     )
     recipient.refresh_from_db()

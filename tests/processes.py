@@ -3,7 +3,9 @@ deadline poll for what another process does."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -62,6 +64,17 @@ class Worker:
                 break
             time.sleep(0.2)
         raise AssertionError(f"worker did not start:\n{self.log()[-4000:]}")
+
+    def kill_hard(self) -> None:
+        """SIGKILL the worker and its pool processes at once (a machine dying)."""
+        pids = [self.process.pid]
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            children = (task / "children").read_text().split()
+            pids.extend(int(pid) for pid in children)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait()
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -126,6 +126,23 @@ def _api_key(world: World) -> str:
     return str(made.code)
 
 
+def _endpoint(world: World) -> str:
+    """An outbound events endpoint of the unit (on loopback: nothing is delivered in the walk)."""
+    from django.test import override_settings
+
+    from outbound.models import Endpoint
+    from outbound.services import endpoint_create
+
+    made = Endpoint.objects.for_unit(world.unit).first()
+    if made is None:
+        with override_settings(MLM_OUTBOUND_ALLOW_PRIVATE=True):
+            made, _ = endpoint_create(
+                unit=world.unit, url="http://127.0.0.1:9/walked", event_types=["consent.granted"],
+                by=None,
+            )  # fmt: skip
+    return str(made.code)
+
+
 MAKERS: dict[str, Callable[[World], str]] = {
     "message_code": _outbox_message,
     "list_code": _list,
@@ -136,6 +153,7 @@ MAKERS: dict[str, Callable[[World], str]] = {
     "job_code": _import_job,
     "segment_code": _segment,
     "api_key_code": _api_key,
+    "endpoint_code": _endpoint,
 }
 
 

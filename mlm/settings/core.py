@@ -160,6 +160,7 @@ INSTALLED_APPS = [
     "consent",
     "recipients",
     "campaigns",
+    "outbound",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -284,6 +285,6 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         name: {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}
-        for name in ("mlm", "consent", "recipients", "campaigns", "api")
+        for name in ("mlm", "consent", "recipients", "campaigns", "outbound", "api")
     },
 }

@@ -7,7 +7,7 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
-from mlm.env import env_int, env_str
+from mlm.env import env_bool, env_int, env_str
 from mlm.settings.core import EMBEDDED, REDIS_URL, VAR_DIR
 from mlm.settings.mail import EMAIL_TIMEOUT
 
@@ -135,6 +135,47 @@ if MLM_DISPATCH_LEASE_SECONDS <= EMAIL_TIMEOUT + 10:
         "server hangs must hit the SMTP timeout before its lease runs out."
     )
 
+# Outbound events (outbound/): signed POSTs to the HTTPS endpoints a unit registers.
+MLM_OUTBOUND_ALLOW_PRIVATE = env_bool(
+    "MLM_OUTBOUND_ALLOW_PRIVATE",
+    False,
+    "Allow outbound event endpoints on private, loopback or link-local addresses (and plain "
+    "http). Off in production: a unit admin could otherwise make MLM call internal services.",
+)
+MLM_OUTBOUND_TIMEOUT_MS = env_int(
+    "MLM_OUTBOUND_TIMEOUT_MS", 5000, "How long one outbound event POST may take, in ms."
+)
+MLM_OUTBOUND_RETRY_HOURS = env_int(
+    "MLM_OUTBOUND_RETRY_HOURS",
+    24,
+    "An outbound event not delivered this many hours after it happened is marked failed.",
+)
+MLM_OUTBOUND_RETRY_BASE_MS = env_int(
+    "MLM_OUTBOUND_RETRY_BASE_MS",
+    10000,
+    "The first retry of an outbound event comes after about this many ms; each next one "
+    "after twice as long (with jitter), at most an hour.",
+)
+MLM_OUTBOUND_PAUSE_HOURS = env_int(
+    "MLM_OUTBOUND_PAUSE_HOURS",
+    24,
+    "An endpoint whose deliveries have all failed for this many hours is paused.",
+)
+MLM_OUTBOUND_LEASE_SECONDS = env_int(
+    "MLM_OUTBOUND_LEASE_SECONDS",
+    60,
+    "A worker's claim on outbound events; a worker that dies leaves them to others after it.",
+)
+MLM_OUTBOUND_CONCURRENCY = env_int(
+    "MLM_OUTBOUND_CONCURRENCY",
+    64,
+    "Outbound event POSTs in flight at once per worker (and connections kept open to the "
+    "receivers); lower it for receivers that take fewer.",
+)
+MLM_OUTBOUND_SWEEP_SECONDS = env_int(
+    "MLM_OUTBOUND_SWEEP_SECONDS", 15, "How often beat looks for outbound events due a retry."
+)
+
 CELERY_BEAT_SCHEDULE = {
     "health": {"task": "mlm.tasks.health", "schedule": 60.0},
     "dispatch-start-due": {
@@ -152,6 +193,10 @@ CELERY_BEAT_SCHEDULE = {
     "imports-recover": {"task": "recipients.tasks.recover_imports", "schedule": 60.0},
     "imports-purge": {"task": "recipients.tasks.purge_imports", "schedule": 3600.0},
     "api-idempotency-purge": {"task": "api.tasks.purge_idempotent_requests", "schedule": 3600.0},
+    "outbound-deliver": {
+        "task": "outbound.tasks.deliver_events",
+        "schedule": float(MLM_OUTBOUND_SWEEP_SECONDS),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 

@@ -298,6 +298,7 @@ def test_it_leaves_no_personal_data_in_any_table_after_erasure(world, person):
         "consent_events": 3,
         "outbox_messages": 1,
         "subscription_requests": 1,
+        "outbound_events": 0,
         "files": 0,
         "import_jobs": 0,
     }

@@ -3,14 +3,10 @@ loopback (tests/system/smtp_sink.py) that records every message and fails on dem
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.db import transaction
@@ -26,7 +22,7 @@ from recipients.addresses import address_hash
 from recipients.models import Audience, Category, ListMembership, Recipient, RecipientStatus
 from tests.campaigns import factories
 from tests.personas import make_world
-from tests.processes import Worker, wait_for
+from tests.processes import wait_for
 from tests.system.conftest import BATCH, LEASE, Workers
 from tests.system.smtp_sink import SMTPSink
 
@@ -232,18 +228,6 @@ def test_a_refusing_server_pauses_the_campaign_and_resume_sends_each_once(world,
     _assert_no_duplicates(sink)
 
 
-def _kill_hard(worker: Worker) -> None:
-    """SIGKILL the worker and its pool processes at once (a machine dying)."""
-    pids = [worker.process.pid]
-    for task in Path(f"/proc/{worker.process.pid}/task").iterdir():
-        children = (task / "children").read_text().split()
-        pids.extend(int(pid) for pid in children)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    worker.process.wait()
-
-
 def test_kill_9_at_half_way_leaves_at_most_the_in_flight_rows_in_doubt(world, sink, workers):
     """I7 under faults: kill -9 the worker at about half of 5,000 recipients, start another:
     every recipient is sent exactly once or listed in doubt; zero duplicates at the sink;
@@ -253,7 +237,7 @@ def test_kill_9_at_half_way_leaves_at_most_the_in_flight_rows_in_doubt(world, si
     first = workers.start(concurrency=concurrency)
     campaign_start(campaign=campaign)
     sink.wait_for(total // 2, timeout=180)
-    _kill_hard(first)
+    first.kill_hard()
     killed_at = timezone.now()
     workers.start(concurrency=concurrency)
     # The dead worker's leases run out LEASE seconds after its last claim, the live worker's

@@ -1,9 +1,10 @@
 """Erasure leaves the address nowhere (I9): one person goes through every path that records an
 address — a grant import, an opt-out import, a rejected row, an upload never started, campaigns
-sent through SMTP and kept in the Outbox, a list export, a one-click unsubscribe and a
-provider's webhook event — each path spelling the address in its own case; then an
-administrator erases them, and the database, the files, Redis and the logs are searched for
-the address in any case (tests/system/traces.py)."""
+sent through SMTP and kept in the Outbox, a list export, a one-click unsubscribe, a
+provider's webhook event and the outbound events a registered endpoint receives — each path
+spelling the address in its own case; then an administrator erases them, and the database,
+the files, Redis and the logs are searched for the address in any case
+(tests/system/traces.py)."""
 
 from __future__ import annotations
 
@@ -27,11 +28,14 @@ from campaigns.models import Campaign, CampaignStatus, Delivery, DeliveryEvent
 from campaigns.sending.start import campaign_start
 from campaigns.services.settings import unit_settings_update
 from mlm.models import OutboxMessage
+from outbound.models import Event
 from recipients.models import Audience, ImportJob, ImportStatus, Recipient, RecipientStatus
 from recipients.services import list_create
 from tests.campaigns import factories
 from tests.campaigns.esp_payloads import SECRET, basic_auth, post_postmark, postmark_bounce
 from tests.imports.helpers import csv_bytes
+from tests.outbound.conftest import register
+from tests.outbound.receiver import Receiver
 from tests.personas import make_world
 from tests.processes import Worker, wait_for
 from tests.system import traces
@@ -54,6 +58,17 @@ def var_dir(settings, tmp_path) -> Path:
     settings.MLM_MAIL_BACKENDS = {"smtp": "django.core.mail.backends.smtp.EmailBackend"}
     settings.ANYMAIL_WEBHOOK_SECRET = [SECRET]
     return folder
+
+
+@pytest.fixture
+def receiver(settings) -> Iterator[Receiver]:
+    """The unit's CRM on loopback, receiving outbound events (the receiving side, not ours)."""
+    settings.MLM_OUTBOUND_ALLOW_PRIVATE = True
+    found = Receiver(secrets=[]).start()
+    try:
+        yield found
+    finally:
+        found.stop()
 
 
 @pytest.fixture
@@ -136,10 +151,12 @@ def _backend(world, name: str) -> None:
     )
 
 
-def test_an_erased_person_leaves_no_trace(client, worker, sink, var_dir, logs):
+def test_an_erased_person_leaves_no_trace(client, worker, sink, var_dir, logs, receiver):
     """I9: after erasure, neither the database, nor a file under MLM_VAR_DIR, nor Redis, nor
-    the logs of this process and of the worker hold the address in any case."""
+    the logs of this process and of the worker hold the address in any case. The outbound
+    events stored keep only the person's code, and the erasure is announced by code alone."""
     world = make_world()
+    register(world, receiver)
     client.force_login(world.alice)
     events = factories.dm_type(world.unit, key="events")
     news = factories.dm_type(world.unit, key="newsletter")
@@ -219,8 +236,15 @@ def test_an_erased_person_leaves_no_trace(client, worker, sink, var_dir, logs):
     assert any(d["events"] for d in held["deliveries"])
     assert len(held["unmatched_provider_events"]) == 1
 
-    # Before erasure the search finds them: in the database and in the import files.
+    # Before erasure the search finds them: in the database and in the import files. The
+    # endpoint heard of the grants, the opt-out, the one-click and the bounce, with the address.
     assert traces.in_database(ADDRESS) and traces.in_files(var_dir, ADDRESS)
+    told = {e.type for e in Event.objects.filter(recipient_key=str(person.code))}
+    assert {"consent.granted", "consent.withdrawn"} <= told
+    assert any(
+        e.payload["data"]["recipient"].get("address") == person.email
+        for e in Event.objects.filter(recipient_key=str(person.code))
+    )
 
     # The administrator erases them.
     url = reverse("recipient_erase", args=["engineering", person.code])
@@ -230,6 +254,9 @@ def test_an_erased_person_leaves_no_trace(client, worker, sink, var_dir, logs):
     abandoned.refresh_from_db()
     assert abandoned.status == ImportStatus.FAILED and not abandoned.file
     assert abandoned.file_name == "request from [erased].csv"
+    erased = lambda: [r for r in receiver.received if r.payload["type"] == "recipient.erased"]  # noqa: E731
+    wait_for(erased, timeout=30, message=worker.log()[-3000:])
+    assert erased()[0].payload["data"] == {"recipient": {"code": str(person.code)}}
     worker.stop()
 
     found = [
