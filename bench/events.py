@@ -58,7 +58,7 @@ def seed(url: str) -> tuple[str, list[str]]:
     django.setup()
     from django.db import connection, transaction
 
-    from mlm.services import unit_create
+    from campaigns.units import unit_create
     from outbound.models import Event, EventType
     from outbound.services import endpoint_create, events_emit
 
