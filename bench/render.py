@@ -87,6 +87,13 @@ def main() -> None:
     campaign = demo_campaign()
     people = recipients(campaign.unit, RECIPIENTS)
 
+    # No database: the unit's campaign settings are the defaults an unsaved unit has (a web
+    # version link in every mail), not a stored row.
+    from campaigns import selectors
+    from campaigns.models import UnitCampaignSettings
+
+    selectors.unit_settings = lambda unit: UnitCampaignSettings(unit=unit)
+
     started = time.perf_counter()
     mailer = CampaignMailer(campaign)
     compile_seconds = time.perf_counter() - started
@@ -111,15 +118,15 @@ def main() -> None:
     def run_pipeline(batch: list[Recipient]) -> int:
         size = 0
         for recipient in batch:
-            mail = mailer.build(recipient)
-            size += len(mail.parts.html) + len(mail.parts.text) + len(mail.message.extra_headers)
+            parts, links = mailer.recipient_parts(recipient)
+            size += len(parts.html) + len(parts.text) + len(links.one_click)
         return size
 
-    sample = mailer.build(people[1])
-    html_bytes = len(sample.parts.html.encode())
+    sample, _ = mailer.recipient_parts(people[1])
+    html_bytes = len(sample.html.encode())
     print(
         f"demo newsletter: {len(combine(DEMO_BODY, DEMO_LAYOUT)):,} characters of template, "
-        f"{html_bytes:,} bytes of HTML per mail, text part {len(sample.parts.text):,} characters"
+        f"{html_bytes:,} bytes of HTML per mail, text part {len(sample.text):,} characters"
     )
     print(f"compile once (templates, CSS inlining, text template): {compile_seconds * 1000:.1f} ms")
 
