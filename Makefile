@@ -63,7 +63,7 @@ bench: $(VENV)/.installed-dev
 LOCK := $(BIN)/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links
 lock: $(VENV)/.installed-dev
 	$(LOCK) --upgrade --extra embedded -o requirements/run.lock pyproject.toml
-	$(LOCK) --upgrade --extra dev -o requirements/dev.lock pyproject.toml
+	$(LOCK) --upgrade --extra embedded --extra dev -o requirements/dev.lock pyproject.toml
 
 clean:
 	rm -rf var

@@ -109,3 +109,14 @@ def test_ci_runs_make_test():
     script = (ROOT / ".ci" / "run").read_text()
     assert "make test" in script
     assert "pg_ctlcluster" in script and "redis-server" in script
+
+
+def test_the_lock_files_pin_only_packages_from_the_index():
+    """A lock line naming a local path installs on the machine that compiled it and nowhere
+    else; a fresh clone must install from the index alone."""
+    for name in ("run.lock", "dev.lock"):
+        lines = (ROOT / "requirements" / name).read_text().splitlines()
+        requirements = [line for line in lines if line and not line.startswith((" ", "#"))]
+        assert requirements, name
+        unpinned = [line for line in requirements if not re.fullmatch(r"[\w.-]+==[\w.!+-]+", line)]
+        assert not unpinned, f"{name}: {unpinned}"
