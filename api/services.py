@@ -4,24 +4,28 @@ recorded by other systems."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from api.models import ApiKey, ApiRole
 from consent import services as consent_services
 from consent.models import Action, Channel, ConsentEvent, DMType
+from mlm.db import skip_health_check
 from mlm.models import SenderUnit
 from mlm.services import acting_as, audit_record
 from recipients.addresses import address_hash, is_internal_address
 from recipients.models import Category, Recipient
-from recipients.services import recipient_upsert
+from recipients.services import recipient_create
+
+log = logging.getLogger(__name__)
 
 KEY_START = "mlm_"
 # last_used_at is written at most this often per key: a busy key would otherwise cost one
@@ -87,13 +91,10 @@ def api_key_for_secret(secret: str, *, now: datetime | None = None) -> ApiKey | 
     if not secret.startswith(KEY_START) or len(secret) > 200:
         return None
     now = now or timezone.now()
-    key = (
-        ApiKey.objects.select_related("unit")
-        .filter(secret_hash=_hash(secret), revoked_at__isnull=True)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        .first()
-    )
-    if key is None:
+    key = _key_by_hash(_hash(secret))
+    if key is None or key.revoked_at is not None:
+        return None
+    if key.expires_at is not None and key.expires_at <= now:
         return None
     if key.last_used_at is None or key.last_used_at < now - LAST_USED_RESOLUTION:
         # Conditional, so that concurrent requests of one key write it once.
@@ -102,6 +103,23 @@ def api_key_for_secret(secret: str, *, now: datetime | None = None) -> ApiKey | 
         ).update(last_used_at=now)
         key.last_used_at = now
     return key
+
+
+def _key_by_hash(secret_hash: str) -> ApiKey | None:
+    """The key (and its unit) by the unique index on its hash. It is the first query of every
+    API request, so it spares Django's health check (a SELECT 1 round trip each request): a
+    connection that died since the last request fails this read, which runs once more on a
+    new connection."""
+    keys = ApiKey.objects.select_related("unit").filter(secret_hash=secret_hash)
+    skip_health_check()
+    try:
+        return next(iter(keys), None)
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block:
+            raise
+        log.warning("api: the database connection was lost; trying once more")
+        connection.close()
+        return next(iter(keys.all()), None)
 
 
 # Consent from other systems ---------------------------------------------------------------
@@ -169,7 +187,7 @@ def _consent_recipient(*, key: ApiKey, email: str, category: str | None) -> tupl
             )
         category = Category.EXTERNAL
     with acting_as(key_label(key)):
-        return recipient_upsert(unit=key.unit, email=email, category=category, by=None)
+        return recipient_create(unit=key.unit, email=email, category=category, by=None), True
 
 
 @transaction.atomic

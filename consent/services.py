@@ -403,7 +403,6 @@ def _emit_suppressed(suppression: Suppression) -> None:
     recipient_events_emit(type=EventType.SUPPRESSED, recipients=[(r, extra) for r in held])
 
 
-@transaction.atomic
 def carry_case_sensitive_suppressions(addresses: Iterable[str]) -> int:
     """Re-hash the case-sensitive suppressions (see Suppression.case_sensitive) of `addresses`.
 
@@ -415,20 +414,21 @@ def carry_case_sensitive_suppressions(addresses: Iterable[str]) -> int:
     if not by_old_hash:
         return 0
     carried = 0
-    for old in Suppression.objects.select_for_update().filter(
-        case_sensitive=True, email_hash__in=by_old_hash
-    ):
-        digest = address_hash(by_old_hash[old.email_hash])
-        twin = Suppression.objects.filter(unit=old.unit_id, email_hash=digest).first()
-        if twin is None:
-            old.email_hash, old.case_sensitive = digest, False
-            old.save(update_fields=["email_hash", "case_sensitive"])
-        else:
-            if old.reason == SuppressionReason.ERASURE:
-                twin.reason, twin.note, twin.email = old.reason, old.note, ""
-                twin.save(update_fields=["reason", "note", "email"])
-            old.delete()
-        carried += 1
+    with transaction.atomic():  # only when there is something to carry: no savepoint else
+        for old in Suppression.objects.select_for_update().filter(
+            case_sensitive=True, email_hash__in=by_old_hash
+        ):
+            digest = address_hash(by_old_hash[old.email_hash])
+            twin = Suppression.objects.filter(unit=old.unit_id, email_hash=digest).first()
+            if twin is None:
+                old.email_hash, old.case_sensitive = digest, False
+                old.save(update_fields=["email_hash", "case_sensitive"])
+            else:
+                if old.reason == SuppressionReason.ERASURE:
+                    twin.reason, twin.note, twin.email = old.reason, old.note, ""
+                    twin.save(update_fields=["reason", "note", "email"])
+                old.delete()
+            carried += 1
     return carried
 
 

@@ -54,6 +54,56 @@ def audience_problem(*, email: str, category: str, audience: str) -> str | None:
     return None
 
 
+def _checked(*, email: str, category: str, fields: dict[str, str]) -> tuple[str, str]:
+    """The normalised address and its hash, if a recipient of `category` may have them and
+    `fields` fit their columns; else ValidationError (I3, I9)."""
+    normalised = normalise_address(email)
+    if category not in Category.values:
+        raise ValidationError(
+            f"Unknown category {category!r}: use one of {', '.join(Category.values)}."
+        )
+    if category == Category.EXTERNAL and is_internal_address(normalised):
+        raise AudienceMismatch(
+            f"{normalised} is an address of the institution's own domains; its category must be "
+            "staff, student or alumni, not external."
+        )
+    for name, limit in FIELD_LIMITS.items():
+        if len(fields[name]) > limit:
+            raise ValidationError(f"{name.replace('_', ' ')} is longer than {limit} characters.")
+    carry_case_sensitive_suppressions([normalised])
+    digest = address_hash(normalised)
+    if Suppression.objects.filter(
+        unit__isnull=True, email_hash=digest, reason=SuppressionReason.ERASURE
+    ).exists():
+        raise ErasedAddress(
+            f"{normalised} belongs to a person whose data was erased at their request; it is "
+            "kept out of every unit and cannot be added again."
+        )
+    return normalised, digest
+
+
+def _create(
+    *,
+    unit: SenderUnit,
+    normalised: str,
+    digest: str,
+    category: str,
+    fields: dict[str, str],
+    attributes: dict[str, Any] | None,
+    by: AbstractBaseUser | None,
+) -> Recipient:
+    recipient = Recipient.objects.create(
+        unit=unit,
+        email=normalised,
+        email_hash=digest,
+        category=category,
+        attributes=attributes or {},
+        **fields,
+    )
+    audit_record(unit=unit, actor=by, verb="recipient.create", obj=recipient)
+    return recipient
+
+
 @transaction.atomic
 def recipient_upsert(
     *,
@@ -67,59 +117,48 @@ def recipient_upsert(
     by: AbstractBaseUser | None,
 ) -> tuple[Recipient, bool]:
     """Create a recipient of `unit` or update its profile; grants nothing (I2)."""
-    normalised = normalise_address(email)
-    if category not in Category.values:
-        raise ValidationError(
-            f"Unknown category {category!r}: use one of {', '.join(Category.values)}."
-        )
-    if category == Category.EXTERNAL and is_internal_address(normalised):
-        raise AudienceMismatch(
-            f"{normalised} is an address of the institution's own domains; its category must be "
-            "staff, student or alumni, not external."
-        )
     fields = {"first_name": first_name, "last_name": last_name, "locale": locale}
-    for name, limit in FIELD_LIMITS.items():
-        if len(fields[name]) > limit:
-            raise ValidationError(f"{name.replace('_', ' ')} is longer than {limit} characters.")
-    carry_case_sensitive_suppressions([normalised])
-    digest = address_hash(normalised)
-    if Suppression.objects.filter(
-        unit__isnull=True, email_hash=digest, reason=SuppressionReason.ERASURE
-    ).exists():
-        raise ErasedAddress(
-            f"{normalised} belongs to a person whose data was erased at their request; it is "
-            "kept out of every unit and cannot be added again."
-        )
+    normalised, digest = _checked(email=email, category=category, fields=fields)
     recipient = Recipient.objects.filter(unit=unit, email_hash=digest).first()
-    created = recipient is None
-    if created:
-        recipient = Recipient.objects.create(
-            unit=unit,
-            email=normalised,
-            email_hash=digest,
-            category=category,
-            attributes=attributes or {},
-            **fields,
-        )
-        audit_record(unit=unit, actor=by, verb="recipient.create", obj=recipient)
-    else:
-        if Category(category).audience != recipient.audience:
-            # I3: a category change must not leave the recipient on a list of the old audience.
-            for list_audience, list_name in recipient.list_memberships.values_list(
-                "recipient_list__audience", "recipient_list__name"
-            ):
-                if audience_problem(email=normalised, category=category, audience=list_audience):
-                    raise AudienceMismatch(
-                        f"{normalised} is on the {list_audience} list “{list_name}”, so its "
-                        f"category cannot become {Category(category).label.lower()}."
-                    )
-        for name, value in fields.items():
-            setattr(recipient, name, value)
-        recipient.category = category
-        if attributes is not None:
-            recipient.attributes = attributes
-        recipient.save()
-    return recipient, created
+    if recipient is None:
+        recipient = _create(
+            unit=unit, normalised=normalised, digest=digest, category=category, fields=fields,
+            attributes=attributes, by=by,
+        )  # fmt: skip
+        return recipient, True
+    if Category(category).audience != recipient.audience:
+        # I3: a category change must not leave the recipient on a list of the old audience.
+        for list_audience, list_name in recipient.list_memberships.values_list(
+            "recipient_list__audience", "recipient_list__name"
+        ):
+            if audience_problem(email=normalised, category=category, audience=list_audience):
+                raise AudienceMismatch(
+                    f"{normalised} is on the {list_audience} list “{list_name}”, so its "
+                    f"category cannot become {Category(category).label.lower()}."
+                )
+    for name, value in fields.items():
+        setattr(recipient, name, value)
+    recipient.category = category
+    if attributes is not None:
+        recipient.attributes = attributes
+    recipient.save()
+    return recipient, False
+
+
+# No savepoint: when it fails, the caller's whole transaction fails with it (nothing of a
+# recipient half made can be kept), and one consent write through the API saves the round trip.
+@transaction.atomic(savepoint=False)
+def recipient_create(
+    *, unit: SenderUnit, email: str, category: str, by: AbstractBaseUser | None
+) -> Recipient:
+    """Create a recipient of `unit`, which has no recipient of this address (the caller looked
+    it up); grants nothing (I2)."""
+    fields = {"first_name": "", "last_name": "", "locale": ""}
+    normalised, digest = _checked(email=email, category=category, fields=fields)
+    return _create(
+        unit=unit, normalised=normalised, digest=digest, category=category, fields=fields,
+        attributes=None, by=by,
+    )  # fmt: skip
 
 
 @transaction.atomic
