@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 from django.conf import settings as django_settings
+from django.db import close_old_connections, connection
 from django.db.backends.signals import connection_created
 from django.dispatch import receiver
 from playwright.sync_api import Browser, sync_playwright
@@ -105,3 +106,37 @@ def browser() -> Iterator[Browser]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         yield browser
         browser.close()
+
+
+# A connection that died between two requests ------------------------------------------------
+
+
+def backend_pid() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def _terminate(pid: int) -> None:
+    """End a session from another connection, as a database restart or a proxy would."""
+    other = connection.copy()
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    finally:
+        other.close()
+
+
+@pytest.fixture
+def new_request_on_a_dead_connection():
+    """An open connection whose session the server ended, at the start of a request (what
+    Django's request_started signal does), with health checks on as in settings."""
+    assert connection.settings_dict["CONN_HEALTH_CHECKS"], "settings turn health checks on"
+    assert connection.settings_dict["CONN_MAX_AGE"], "connections are kept between requests"
+    connection.close()  # a fresh one: an older one could pass CONN_MAX_AGE and close anyway
+    pid = backend_pid()
+    _terminate(pid)
+    close_old_connections()
+    assert connection.connection is not None, "the connection is kept for the next request"
+    yield pid
+    connection.close()

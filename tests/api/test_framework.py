@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from api.models import ApiKey, ApiRole
-from api.services import LAST_USED_RESOLUTION, api_key_create, api_key_for_secret
+from api.services import (
+    LAST_USED_RESOLUTION,
+    api_key_create,
+    api_key_for_secret,
+    api_key_revoke,
+)
 from mlm.models import AuditEntry
+from tests.conftest import backend_pid
 
 PROBLEM = "application/problem+json"
 
@@ -173,3 +180,38 @@ def test_operations_revoke_a_key_in_admin(world, admin_client):
     )
     assert api_key_for_secret(secret) is None
     assert AuditEntry.objects.filter(verb="api_key.revoke", object_id=str(key.code)).exists()
+
+
+@pytest.fixture
+def crm_key(world) -> tuple[ApiKey, str]:
+    return api_key_create(
+        unit=world.unit, name="CRM", role=ApiRole.EDITOR, expires_at=None, by=None
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_key_lookup_survives_a_connection_that_died_between_requests(
+    world, crm_key, new_request_on_a_dead_connection, caplog
+):
+    """The key is read without Django's SELECT 1 health check: on a connection the server
+    ended since the last request, the read fails and runs once more on a new one."""
+    key, secret = crm_key
+    logging.getLogger("api").addHandler(caplog.handler)  # the api logger does not propagate
+    try:
+        found = api_key_for_secret(secret)
+    finally:
+        logging.getLogger("api").removeHandler(caplog.handler)
+    assert found == key
+    assert found.unit == world.unit
+    assert backend_pid() != new_request_on_a_dead_connection
+    # The read itself met the dead session (no health check replaced it first).
+    assert "the database connection was lost" in caplog.text
+
+
+def test_a_revoked_key_stops_working_at_once(world, api_keys, api):
+    key, secret = api_key_create(
+        unit=world.unit, name="Portal", role=ApiRole.EDITOR, expires_at=None, by=None
+    )
+    assert api(secret).get("/api/v1/key/").status_code == 200
+    api_key_revoke(key=key, by=None)
+    assert_problem(api(secret).get("/api/v1/key/"), 401)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from django.db import InterfaceError, OperationalError, close_old_connections, connection
+from django.db import InterfaceError, OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 
 from mlm.db import (
@@ -17,6 +17,7 @@ from mlm.db import (
     server_binding_cursor,
     skip_health_check,
 )
+from tests.conftest import backend_pid
 
 OWN_QUERY = "SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid() AND %s = %s"
 
@@ -29,43 +30,12 @@ def _own_query(cursor) -> str:
     return cursor.fetchone()[0]
 
 
-def _backend_pid() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return cursor.fetchone()[0]
-
-
-def _terminate(pid: int) -> None:
-    """End a session from another connection, as a database restart or a proxy would."""
-    other = connection.copy()
-    try:
-        with other.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
-    finally:
-        other.close()
-
-
-@pytest.fixture
-def new_request_on_a_dead_connection():
-    """An open connection whose session the server ended, at the start of a request (what
-    Django's request_started signal does), with health checks on as in settings."""
-    assert connection.settings_dict["CONN_HEALTH_CHECKS"], "settings turn health checks on"
-    assert connection.settings_dict["CONN_MAX_AGE"], "connections are kept between requests"
-    connection.close()  # a fresh one: an older one could pass CONN_MAX_AGE and close anyway
-    pid = _backend_pid()
-    _terminate(pid)
-    close_old_connections()
-    assert connection.connection is not None, "the connection is kept for the next request"
-    yield pid
-    connection.close()
-
-
 @pytest.mark.django_db(transaction=True)
 def test_without_skipping_the_health_check_a_dead_connection_is_replaced(
     new_request_on_a_dead_connection,
 ):
     """The control: Django's health check notices the dead session and opens a new one."""
-    assert _backend_pid() != new_request_on_a_dead_connection
+    assert backend_pid() != new_request_on_a_dead_connection
 
 
 @pytest.mark.django_db(transaction=True)
@@ -76,9 +46,9 @@ def test_skip_health_check_spares_the_check_so_the_statement_meets_the_dead_conn
     (a round trip on every webhook and one-click request) and this test fails."""
     skip_health_check()
     with pytest.raises((OperationalError, InterfaceError)):
-        _backend_pid()
+        backend_pid()
     connection.close()
-    assert _backend_pid() != new_request_on_a_dead_connection
+    assert backend_pid() != new_request_on_a_dead_connection
 
 
 @pytest.mark.django_db(transaction=True)
@@ -88,7 +58,7 @@ def test_skip_health_check_does_nothing_inside_a_transaction(new_request_on_a_de
 
     with transaction.atomic():
         skip_health_check()
-        assert _backend_pid() != new_request_on_a_dead_connection
+        assert backend_pid() != new_request_on_a_dead_connection
 
 
 @pytest.mark.django_db
