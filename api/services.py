@@ -166,8 +166,14 @@ def key_label(key: ApiKey) -> str:
 
 
 def _consent_recipient(*, key: ApiKey, email: str, category: str | None) -> tuple[Recipient, bool]:
-    """The unit's recipient of `email`, made if new; its category is never changed here (I3)."""
-    recipient = Recipient.objects.for_unit(key.unit).filter(email_hash=address_hash(email)).first()
+    """The unit's recipient of `email`, made if new, its row locked for the consent change; its
+    category is never changed here (I3)."""
+    recipient = (
+        Recipient.objects.for_unit(key.unit)
+        .select_for_update()
+        .filter(email_hash=address_hash(email))
+        .first()
+    )
     if recipient is not None:
         if category and category != recipient.category:
             raise ValidationError(
@@ -224,6 +230,7 @@ def consent_record(
         "actor_label": key_label(key),
         "ip_address": evidence.ip_address,
         "user_agent": evidence.user_agent,
+        "locked": True,
     }
     if action == Action.GRANT:
         events = consent_services.grant(

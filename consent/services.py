@@ -186,10 +186,13 @@ def grant(
     user_agent: str = "",
     campaign_code: UUID | None = None,
     notice_version: int | None = None,
+    locked: bool = False,
 ) -> list[ConsentEvent]:
     """Record a grant per DM type with its evidence and notice version (I2: never without proof).
 
     `notice_version`: the version the person was shown (one DM type only); default the current.
+    `locked`: the caller made or locked (select_for_update) the recipient's row in its
+    transaction, so the row is current and needs no second read.
     """
     if not evidence or not evidence.strip():
         raise ConsentError(
@@ -198,7 +201,8 @@ def grant(
         )
     if not dm_types:
         raise ConsentError("Name the DM types that are granted; 'all DM types' is never implied.")
-    recipient = _lock(recipient)
+    if not locked:
+        recipient = _lock(recipient)
     if recipient.status == RecipientStatus.ERASED:
         raise ConsentError("This recipient was erased; consent cannot be recorded.")
     _check_dm_types(recipient, dm_types, granting=True)
@@ -240,10 +244,13 @@ def withdraw(
     user_agent: str = "",
     campaign_code: UUID | None = None,
     everywhere: bool = False,
+    locked: bool = False,
 ) -> list[ConsentEvent]:
     """Withdraw the DM types named, or with `dm_types=None` every DM type of the unit (I6).
-    `everywhere`: part of a withdrawal from every unit (the scope outbound events report)."""
-    recipient = _lock(recipient)
+    `everywhere`: part of a withdrawal from every unit (the scope outbound events report);
+    `locked` as for `grant`."""
+    if not locked:
+        recipient = _lock(recipient)
     scopes: list[DMType | None] = [None] if dm_types is None else list(dm_types)
     _check_dm_types(recipient, [s for s in scopes if s is not None], granting=False)
     return record(
