@@ -107,7 +107,7 @@ class ConsentEvent(models.Model):
     `dm_type` empty means every DM type of the unit, now and later. The application never
     updates or deletes a row; PostgreSQL triggers refuse it too, with one exception: erasure
     (I9) clears the IP address and user agent of an erased recipient's events and replaces their
-    evidence by ERASED_EVIDENCE (consent.services.anonymise_events). `actor_label` names staff or
+    evidence by ERASED_EVIDENCE (consent.erasure.anonymise_events). `actor_label` names staff or
     a role ("recipient", "system"), never the recipient, so that nothing else needs changing.
     """
 

@@ -17,9 +17,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from consent.erasure import anonymise_events, suppress_erased
 from consent.models import ConsentEvent, SubscriptionRequest, Suppression
 from consent.selectors import recipient_dm_type_states
-from consent.services import anonymise_events, suppress_erased
 from mlm.models import OutboxMessage
 from mlm.services import audit_record
 from outbound.models import EventType

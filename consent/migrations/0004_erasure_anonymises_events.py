@@ -1,7 +1,7 @@
 """The ledger trigger lets erasure (I9) anonymise an erased recipient's events, and nothing else.
 
 Under the transaction-local flag `mlm.erasure = 'on'` (set only by
-consent.services.anonymise_events) an UPDATE may clear the IP address and user agent and replace
+consent.erasure.anonymise_events) an UPDATE may clear the IP address and user agent and replace
 the evidence by the fixed marker '[erased]', for events of a recipient already marked erased;
 every other column must stay as it was. DELETE is always refused, TRUNCATE only passes under the
 test-only maintenance flag of 0003 (I4).
