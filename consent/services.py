@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -171,7 +172,6 @@ def _check_dm_types(recipient: Recipient, dm_types: Sequence[DMType], *, grantin
             raise ConsentError(f"The DM type {dm_type.name!r} is archived; nothing can be granted.")
 
 
-@transaction.atomic
 def grant(
     *,
     recipient: Recipient,
@@ -190,7 +190,8 @@ def grant(
 
     `notice_version`: the version the person was shown (one DM type only); default the current.
     `locked`: the caller made or locked (select_for_update) the recipient's row in its
-    transaction, so the row is current and needs no second read.
+    transaction, so the row is current and needs no second read; nor a savepoint, as the
+    checks write nothing and `record` writes in one statement.
     """
     if not evidence or not evidence.strip():
         raise ConsentError(
@@ -199,37 +200,37 @@ def grant(
         )
     if not dm_types:
         raise ConsentError("Name the DM types that are granted; 'all DM types' is never implied.")
-    if not locked:
-        recipient = _lock(recipient)
-    if recipient.status == RecipientStatus.ERASED:
-        raise ConsentError("This recipient was erased; consent cannot be recorded.")
-    _check_dm_types(recipient, dm_types, granting=True)
-    notice = None
-    if notice_version is not None:
-        if len(dm_types) != 1:
-            raise ConsentError("A notice version names the notice of one DM type: grant one.")
-        notice = dm_types[0].notices.filter(version=notice_version).first()
-        if notice is None:
-            current = dm_types[0].current_notice
-            raise ConsentError(
-                f"The DM type {dm_types[0].name!r} has no notice version {notice_version} "
-                f"(the current one is {current.version if current else 'none'})."
-            )
-    return record(
-        recipient=recipient,
-        action=Action.GRANT,
-        dm_types=dm_types,
-        channel=channel,
-        evidence=evidence.strip(),
-        who=_who(actor, actor_label),
-        ip_address=ip_address,
-        user_agent=user_agent,
-        campaign_code=campaign_code,
-        notice=notice,
-    )
+    with nullcontext() if locked else transaction.atomic():
+        if not locked:
+            recipient = _lock(recipient)
+        if recipient.status == RecipientStatus.ERASED:
+            raise ConsentError("This recipient was erased; consent cannot be recorded.")
+        _check_dm_types(recipient, dm_types, granting=True)
+        notice = None
+        if notice_version is not None:
+            if len(dm_types) != 1:
+                raise ConsentError("A notice version names the notice of one DM type: grant one.")
+            notice = dm_types[0].notices.filter(version=notice_version).first()
+            if notice is None:
+                current = dm_types[0].current_notice
+                raise ConsentError(
+                    f"The DM type {dm_types[0].name!r} has no notice version {notice_version} "
+                    f"(the current one is {current.version if current else 'none'})."
+                )
+        return record(
+            recipient=recipient,
+            action=Action.GRANT,
+            dm_types=dm_types,
+            channel=channel,
+            evidence=evidence.strip(),
+            who=_who(actor, actor_label),
+            ip_address=ip_address,
+            user_agent=user_agent,
+            campaign_code=campaign_code,
+            notice=notice,
+        )
 
 
-@transaction.atomic
 def withdraw(
     *,
     recipient: Recipient,
@@ -247,22 +248,23 @@ def withdraw(
     """Withdraw the DM types named, or with `dm_types=None` every DM type of the unit (I6).
     `everywhere`: part of a withdrawal from every unit (the scope outbound events report);
     `locked` as for `grant`."""
-    if not locked:
-        recipient = _lock(recipient)
-    scopes: list[DMType | None] = [None] if dm_types is None else list(dm_types)
-    _check_dm_types(recipient, [s for s in scopes if s is not None], granting=False)
-    return record(
-        recipient=recipient,
-        action=Action.WITHDRAW,
-        dm_types=scopes,
-        channel=channel,
-        evidence=evidence.strip(),
-        who=_who(actor, actor_label),
-        ip_address=ip_address,
-        user_agent=user_agent,
-        campaign_code=campaign_code,
-        scope=SCOPE_EVERYWHERE if everywhere else None,
-    )
+    with nullcontext() if locked else transaction.atomic():
+        if not locked:
+            recipient = _lock(recipient)
+        scopes: list[DMType | None] = [None] if dm_types is None else list(dm_types)
+        _check_dm_types(recipient, [s for s in scopes if s is not None], granting=False)
+        return record(
+            recipient=recipient,
+            action=Action.WITHDRAW,
+            dm_types=scopes,
+            channel=channel,
+            evidence=evidence.strip(),
+            who=_who(actor, actor_label),
+            ip_address=ip_address,
+            user_agent=user_agent,
+            campaign_code=campaign_code,
+            scope=SCOPE_EVERYWHERE if everywhere else None,
+        )
 
 
 @transaction.atomic
