@@ -15,7 +15,7 @@ from api.services import (
     api_key_for_secret,
     api_key_revoke,
 )
-from mlm.models import AuditEntry
+from mlm.models import AuditEntry, SenderUnit
 from tests.conftest import backend_pid
 
 PROBLEM = "application/problem+json"
@@ -215,3 +215,21 @@ def test_a_revoked_key_stops_working_at_once(world, api_keys, api):
     assert api(secret).get("/api/v1/key/").status_code == 200
     api_key_revoke(key=key, by=None)
     assert_problem(api(secret).get("/api/v1/key/"), 401)
+
+
+def test_the_key_statement_reads_what_the_orm_reads(world, crm_key):
+    """The key lookup's own SELECT builds the key and its unit from their columns; every
+    field must come out as Django's select_related would give it (a field needing a
+    conversion from the database would differ here)."""
+    key, secret = crm_key
+    ApiKey.objects.filter(pk=key.pk).update(expires_at=timezone.now() + timedelta(days=3))
+    found = api_key_for_secret(secret)
+    expected = ApiKey.objects.select_related("unit").get(pk=key.pk)
+    for model, mine, theirs in ((ApiKey, found, expected), (SenderUnit, found.unit, expected.unit)):
+        for field in model._meta.concrete_fields:
+            name = field.attname
+            if name == "last_used_at":
+                continue  # the lookup notes this use
+            assert getattr(mine, name) == getattr(theirs, name), name
+            assert type(getattr(mine, name)) is type(getattr(theirs, name)), name
+    assert not found._state.adding and not found.unit._state.adding
