@@ -18,7 +18,7 @@ from django.utils import timezone
 from api.models import ApiKey, ApiRole
 from consent import services as consent_services
 from consent.models import Action, Channel, ConsentEvent, DMType
-from mlm.db import skip_health_check
+from mlm.db import fetch_model, skip_health_check
 from mlm.inserts import table
 from mlm.models import SenderUnit
 from mlm.services import acting_as, audit_record
@@ -194,11 +194,8 @@ def key_label(key: ApiKey) -> str:
 def _consent_recipient(*, key: ApiKey, email: str, category: str | None) -> tuple[Recipient, bool]:
     """The unit's recipient of `email`, made if new, its row locked for the consent change; its
     category is never changed here (I3)."""
-    recipient = (
-        Recipient.objects.for_unit(key.unit)
-        .select_for_update()
-        .filter(email_hash=address_hash(email))
-        .first()
+    recipient = fetch_model(
+        Recipient, "unit_id = %s AND email_hash = %s", [key.unit_id, address_hash(email)], lock=True
     )
     if recipient is not None:
         if category and category != recipient.category:
@@ -237,7 +234,7 @@ def consent_record(
     audience comes from the address's category (I3); a withdrawal counts at once (I6)."""
     dm_type = None
     if dm_type_key is not None:
-        dm_type = DMType.objects.for_unit(key.unit).filter(key=dm_type_key).first()
+        dm_type = fetch_model(DMType, "unit_id = %s AND key = %s", [key.unit_id, dm_type_key])
         if dm_type is None:
             keys = ", ".join(DMType.objects.for_unit(key.unit).values_list("key", flat=True))
             raise ValidationError(

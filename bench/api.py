@@ -190,7 +190,13 @@ def main() -> None:
         app_ms, db_ms = ((a - b) / count * 1000 for a, b in zip(cpu_after, cpu_before, strict=True))
         # The floor in the same run: the cheapest authenticated call at the same rate.
         key_get = request_bytes(port, writer, "GET", "/api/v1/key/", None)
+        floor_before = cpu_seconds(server, env, BENCH_DB)
         floor, floor_errors, _ = asyncio.run(paced(port, [key_get] * (RATE * FLOOR_SECONDS), RATE))
+        floor_after = cpu_seconds(server, env, BENCH_DB)
+        floor_app_ms, floor_db_ms = (
+            (a - b) / (RATE * FLOOR_SECONDS) * 1000
+            for a, b in zip(floor_after, floor_before, strict=True)
+        )
         bulk = bulk_seconds(port, editor, list_code, bulk_addresses)
     finally:
         stop(server)
@@ -213,7 +219,8 @@ def main() -> None:
     )
     print(
         f"floor: GET /api/v1/key/ at {RATE} req/s p50 {statistics.median(floor_ms):.1f} ms, "
-        f"p99 {percentile(floor_ms, 0.99):.1f} ms ({floor_errors} errors)",
+        f"p99 {percentile(floor_ms, 0.99):.1f} ms ({floor_errors} errors); CPU per request: app "
+        f"{floor_app_ms:.2f} ms, PostgreSQL {floor_db_ms:.2f} ms",
         flush=True,
     )
     if bulk is None:

@@ -21,6 +21,7 @@ from consent.models import (
     Suppression,
     SuppressionReason,
 )
+from mlm.db import fetch_model
 from mlm.models import SenderUnit
 from mlm.services import audit_record
 from outbound.models import EventType
@@ -210,7 +211,9 @@ def grant(
         if notice_version is not None:
             if len(dm_types) != 1:
                 raise ConsentError("A notice version names the notice of one DM type: grant one.")
-            notice = dm_types[0].notices.filter(version=notice_version).first()
+            notice = fetch_model(
+                DMTypeNotice, "dm_type_id = %s AND version = %s", [dm_types[0].pk, notice_version]
+            )
             if notice is None:
                 current = dm_types[0].current_notice
                 raise ConsentError(

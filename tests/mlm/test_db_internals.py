@@ -10,6 +10,7 @@ from django.db import InterfaceError, OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 
 from mlm.db import (
+    fetch_model,
     is_prepared,
     mark_prepared,
     queryset_sql,
@@ -146,3 +147,34 @@ def test_queryset_sql_runs_as_the_queryset_would_with_values_apart(world):
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM ({sql}) AS embedded", params)  # noqa: S608
         assert cursor.fetchone() == (1,)
+
+
+def test_fetch_model_gives_what_the_orm_gives(world):
+    """Each field as `filter().first()` gives it, JSON decoded; None when no row matches; and
+    FOR UPDATE when asked."""
+    from consent.models import DMType
+    from recipients.models import Recipient
+    from recipients.services import recipient_upsert
+
+    recipient, _ = recipient_upsert(
+        unit=world.unit,
+        email="Ada.Lovelace@Partner.example.org",
+        category="external",
+        first_name="Ada",
+        attributes={"city": "London", "year": 1843, "nested": None},
+        by=None,
+    )
+    recipient.refresh_from_db()
+    found = fetch_model(
+        Recipient, "unit_id = %s AND email_hash = %s", [world.unit.pk, recipient.email_hash]
+    )
+    for field in Recipient._meta.concrete_fields:
+        mine, theirs = getattr(found, field.attname), getattr(recipient, field.attname)
+        assert mine == theirs, field.name
+        assert type(mine) is type(theirs), field.name
+    assert found.attributes == {"city": "London", "year": 1843, "nested": None}
+    assert not found._state.adding
+    assert fetch_model(DMType, "unit_id = %s AND key = %s", [world.unit.pk, "no-such"]) is None
+    with CaptureQueriesContext(connection) as queries:
+        fetch_model(Recipient, "id = %s", [recipient.pk], lock=True)
+    assert queries.captured_queries[0]["sql"].endswith("FOR UPDATE")
