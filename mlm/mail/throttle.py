@@ -64,13 +64,20 @@ end
 return tostring(wait)
 """
 
-_LEASE_ACQUIRE_LUA = """
--- KEYS[1]: the slots. ARGV: limit, lease in ms, lease id, optionally the time now in ms.
-local now = tonumber(ARGV[4])
-if now == nil then
+# Each lease script's clock: the time given in ms (an injected clock), else Redis's.
+_NOW_MS_LUA = """
+local function now_ms(given)
+  if tonumber(given) ~= nil then
+    return tonumber(given)
+  end
   local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+"""
+
+_LEASE_ACQUIRE_LUA = _NOW_MS_LUA + """
+-- KEYS[1]: the slots. ARGV: limit, lease in ms, lease id, optionally the time now in ms.
+local now = now_ms(ARGV[4])
 local lease_ms = tonumber(ARGV[2])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
@@ -83,14 +90,10 @@ end
 return 1
 """
 
-_LEASE_RENEW_LUA = """
+_LEASE_RENEW_LUA = _NOW_MS_LUA + """
 -- KEYS[1]: the slots. ARGV: lease in ms, lease id, optionally the time now in ms. 1 if the
 -- lease was still ours.
-local now = tonumber(ARGV[3])
-if now == nil then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[3])
 local lease_ms = tonumber(ARGV[1])
 local expiry = redis.call('ZSCORE', KEYS[1], ARGV[2])
 if not expiry or tonumber(expiry) <= now then
@@ -104,13 +107,9 @@ end
 return 1
 """
 
-_LEASE_COUNT_LUA = """
+_LEASE_COUNT_LUA = _NOW_MS_LUA + """
 -- KEYS[1]: the slots. ARGV: optionally the time now in ms.
-local now = tonumber(ARGV[1])
-if now == nil then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = now_ms(ARGV[1])
 return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
 """
 
