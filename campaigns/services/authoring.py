@@ -260,6 +260,42 @@ def _validate_segment(
         )
 
 
+def _checked_content(
+    *,
+    unit: SenderUnit,
+    dm_type: DMType,
+    audience: str,
+    lists: list[RecipientList],
+    identity: SenderIdentity,
+    layout: Layout | None,
+    segment: Segment | None,
+    subject: str,
+    html_body: str,
+    text_body: str,
+    body_format: str,
+) -> str:
+    """The body as stored, once the campaign's choices pass their rules (I3 and the rest) and
+    its texts render; else ValidationError. What creating and editing a campaign both check."""
+    html_body = _stored_body(body_format=body_format, body=html_body)
+    _validate_campaign(
+        unit=unit,
+        dm_type=dm_type,
+        audience=audience,
+        lists=lists,
+        identity=identity,
+        layout=layout,
+        segment=segment,
+    )
+    _trial_render(
+        subject=subject,
+        html_body=html_body,
+        layout=layout.html if layout else None,
+        text_body=text_body,
+        body_format=body_format,
+    )
+    return html_body
+
+
 @transaction.atomic
 def campaign_create(
     *,
@@ -283,23 +319,11 @@ def campaign_create(
     """Write a new draft; lists or segment must be of the campaign's audience (I3)."""
     require_role(unit, by, Role.EDITOR)
     lists = list(lists)
-    html_body = _stored_body(body_format=body_format, body=html_body)
-    _validate_campaign(
-        unit=unit,
-        dm_type=dm_type,
-        audience=audience,
-        lists=lists,
-        identity=identity,
-        layout=layout,
-        segment=segment,
-    )
-    _trial_render(
-        subject=subject,
-        html_body=html_body,
-        layout=layout.html if layout else None,
-        text_body=text_body,
-        body_format=body_format,
-    )
+    html_body = _checked_content(
+        unit=unit, dm_type=dm_type, audience=audience, lists=lists, identity=identity,
+        layout=layout, segment=segment, subject=subject, html_body=html_body,
+        text_body=text_body, body_format=body_format,
+    )  # fmt: skip
     campaign = Campaign(
         unit=unit,
         name=name,
@@ -359,23 +383,11 @@ def campaign_update(
     require_role(campaign.unit, by, Role.EDITOR)
     lists = list(lists)
     body_format = body_format or campaign.body_format
-    html_body = _stored_body(body_format=body_format, body=html_body)
-    _validate_campaign(
-        unit=campaign.unit,
-        dm_type=dm_type,
-        audience=audience,
-        lists=lists,
-        identity=identity,
-        layout=layout,
-        segment=segment,
-    )
-    _trial_render(
-        subject=subject,
-        html_body=html_body,
-        layout=layout.html if layout else None,
-        text_body=text_body,
-        body_format=body_format,
-    )
+    html_body = _checked_content(
+        unit=campaign.unit, dm_type=dm_type, audience=audience, lists=lists, identity=identity,
+        layout=layout, segment=segment, subject=subject, html_body=html_body,
+        text_body=text_body, body_format=body_format,
+    )  # fmt: skip
     values = {
         "name": name,
         "dm_type": dm_type,
