@@ -28,31 +28,10 @@ from jinja2 import Template
 
 from campaigns.bodies import body_html
 from campaigns.models import BodyFormat
-from campaigns.sandbox import JINJA_CONSTRUCT, RenderError, compile_template, render
+from campaigns.sandbox import RenderError, compile_template, render
+from campaigns.template_scan import protected, restore, scan_template
 
 CONTENT_SLOT = re.compile(r"\{\{-?\s*content\s*-?\}\}")
-_KEYWORD = re.compile(r"\{%-?\+?\s*(\w+)")
-_OPENERS = {"if", "for", "macro", "call", "filter", "block", "with", "set", "autoescape"}
-_MIDDLES = {"elif", "else"}
-_VOID = {
-    "area",
-    "base",
-    "br",
-    "col",
-    "embed",
-    "hr",
-    "img",
-    "input",
-    "link",
-    "meta",
-    "param",
-    "source",
-    "track",
-    "wbr",
-}
-_RAWTEXT = {"style", "script", "title", "textarea"}
-_DYNAMIC_ATTRIBUTES = {"class", "id", "style"}
-_JINJA_OPENING = re.compile(r"\{[{%#]")
 _TEXT_LINK = re.compile(r"\[([^\]\n]*)\]\(([^)\s]+)\)")
 _TEXT_CONFIG = ParserConfig(display_links=True, display_images=False)
 _INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
@@ -84,216 +63,6 @@ def combine(body: str, layout: str | None) -> str:
     if match is None:
         raise RenderError("the layout has no {{ content }} where the body goes", part="layout")
     return layout[: match.start()] + body + layout[match.end() :]
-
-
-@dataclass
-class _Construct:
-    source: str
-    where: str  # data | attr | rcdata | tag | style | comment
-
-
-@dataclass
-class _Scan:
-    pieces: list[str | int]  # literal text and indexes of constructs, in order
-    constructs: list[_Construct]
-    dynamic: str | None  # why the inline result could depend on the recipient
-
-
-class _Scanner:
-    """Walks the literal HTML between a template's Jinja constructs, as an HTML parser would:
-    where each construct stands, and whether the blocks keep the elements balanced."""
-
-    def __init__(self) -> None:
-        self.dynamic: str | None = None  # why the inline result could depend on the recipient
-        self.state = "data"  # data | tag | comment | raw
-        self.tag = ""
-        self.closing = False
-        self.self_closed = False
-        self.quote = ""
-        self.attr = ""
-        self.value_attr = ""
-        self.raw_tag = ""
-        self.stack: list[str] = []  # open elements
-        self.regions: list[int] = []  # the stack's depth where each open block began
-        self._steps = {
-            "data": self._data,
-            "comment": self._comment,
-            "raw": self._raw,
-            "tag": self._tag,
-        }
-
-    def unbalanced(self, reason: str) -> None:
-        self.dynamic = self.dynamic or reason
-
-    def read(self, literal: str) -> None:
-        """Advance over literal HTML; each step answers where the next one starts."""
-        i = 0
-        while i < len(literal):
-            i = self._steps[self.state](literal, i)
-
-    def _data(self, literal: str, i: int) -> int:
-        if literal.startswith("<!--", i):
-            self.state = "comment"
-            return i + 4
-        if (
-            literal[i] == "<"
-            and i + 1 < len(literal)
-            and (literal[i + 1].isalpha() or literal[i + 1] == "/")
-        ):
-            self.closing = literal[i + 1] == "/"
-            j = i + (2 if self.closing else 1)
-            k = j
-            while k < len(literal) and (literal[k].isalnum() or literal[k] in "-:"):
-                k += 1
-            self.tag, self.state = literal[j:k], "tag"
-            self.quote = self.attr = self.value_attr = ""
-            self.self_closed = False
-            return k
-        return i + 1
-
-    def _comment(self, literal: str, i: int) -> int:
-        if literal.startswith("-->", i):
-            self.state = "data"
-            return i + 3
-        return i + 1
-
-    def _raw(self, literal: str, i: int) -> int:
-        if literal[i:].lower().startswith(f"</{self.raw_tag}"):
-            self.state = "data"  # the closing tag is read as data
-            return i
-        return i + 1
-
-    def _tag(self, literal: str, i: int) -> int:
-        ch = literal[i]
-        if self.quote:
-            if ch == self.quote:
-                self.quote, self.value_attr = "", ""
-        elif ch in "\"'":
-            self.quote, self.value_attr = ch, self.attr
-        elif ch == ">":
-            self.self_closed = i > 0 and literal[i - 1] == "/"
-            self._end_tag()
-        elif not (ch == "=" or ch.isspace()):
-            k = i
-            while k < len(literal) and not (literal[k].isspace() or literal[k] in "=>/\"'"):
-                k += 1
-            if k > i:
-                self.attr = literal[i:k].lower()
-                return k
-        return i + 1
-
-    def _end_tag(self) -> None:
-        name = self.tag.lower()
-        if self.closing:
-            if name in self.stack:
-                while self.stack:
-                    top = self.stack.pop()
-                    if self.regions and len(self.stack) < self.regions[-1]:
-                        self.unbalanced("a template block closes an element it did not open")
-                    if top == name:
-                        break
-        elif name and name not in _VOID and not self.self_closed:
-            if name in _RAWTEXT:
-                self.state, self.raw_tag = "raw", name
-                return
-            self.stack.append(name)
-        self.state = "data"
-
-    def place(self, text: str) -> _Construct:
-        """The construct `text` where the HTML stands now."""
-        where = self._where()
-        if text.startswith("{%") and where == "data":
-            self._track_block(text)
-        if "|safe" in text.replace(" ", "") and text.startswith("{{"):
-            self.unbalanced("a value is marked safe and may carry HTML")
-        return _Construct(text, where)
-
-    def _where(self) -> str:
-        if self.state == "tag":
-            if not self.quote:
-                self.unbalanced("a template tag stands between HTML attributes")
-                return "tag"
-            if self.value_attr in _DYNAMIC_ATTRIBUTES:
-                self.unbalanced(f"a template tag is in a {self.value_attr} attribute")
-            return "attr"
-        if self.state == "raw":
-            if self.raw_tag == "style":
-                self.unbalanced("a template tag is inside <style>")
-                return "style"
-            return "rcdata"
-        return self.state  # data or comment
-
-    def _track_block(self, text: str) -> None:
-        """A block opened, continued or closed in content: the elements must match its ends."""
-        keyword = (_KEYWORD.match(text) or [None, ""])[1]
-        is_block_set = keyword == "set" and "=" not in text
-        if keyword in _OPENERS and (keyword != "set" or is_block_set):
-            self.regions.append(len(self.stack))
-        elif self.regions and (keyword in _MIDDLES or keyword.startswith("end")):
-            closes = keyword.startswith("end") and keyword != "endraw"
-            depth = self.regions.pop() if closes else self.regions[-1]
-            if len(self.stack) != depth:
-                self.unbalanced("a template block leaves an element open")
-
-
-def _scan(source: str) -> _Scan:
-    """Split a template into literal HTML and Jinja constructs, noting where each construct
-    stands in the HTML and whether the blocks keep the elements balanced."""
-    scanner = _Scanner()
-    pieces: list[str | int] = []
-    constructs: list[_Construct] = []
-    position = 0
-    for match in JINJA_CONSTRUCT.finditer(source):
-        literal = source[position : match.start()]
-        scanner.read(literal)
-        pieces.append(literal)
-        constructs.append(scanner.place(match.group(0)))
-        pieces.append(len(constructs) - 1)
-        position = match.end()
-    pieces.append(source[position:])
-    return _Scan(pieces, constructs, scanner.dynamic)
-
-
-def _marker(index: int) -> str:
-    return f"mlmj{index}x"
-
-
-def _restore(output: str, scan: _Scan, *, every: bool = False) -> str | None:
-    """Put the constructs back for their markers; None if a marker was lost, doubled, moved.
-
-    Markers of `{{ … }}` may be lost (text drops attributes) unless `every` is set."""
-    found = list(re.finditer(r"<!--mlmj(\d+)x-->|mlmj(\d+)x", output, re.I))
-    indexes = [int(m.group(1) or m.group(2)) for m in found]
-    blocks = [i for i, c in enumerate(scan.constructs) if every or not c.source.startswith("{{")]
-    seen_blocks = [i for i in indexes if i in set(blocks)]
-    if seen_blocks != blocks or indexes != sorted(indexes) or len(set(indexes)) != len(indexes):
-        return None
-    parts = []
-    position = 0
-    for match, index in zip(found, indexes, strict=True):
-        literal = output[position : match.start()]
-        if _JINJA_OPENING.search(literal):
-            return None  # an entity decoded into something Jinja would read
-        parts.append(literal)
-        parts.append(scan.constructs[index].source)
-        position = match.end()
-    if _JINJA_OPENING.search(output[position:]):
-        return None
-    parts.append(output[position:])
-    return "".join(parts)
-
-
-def _protected(scan: _Scan, *, comments: bool) -> str:
-    out = []
-    for piece in scan.pieces:
-        if isinstance(piece, str):
-            out.append(piece)
-        elif comments and scan.constructs[piece].where in {"data", "comment"}:
-            marker = _marker(piece)
-            out.append(f"<!--{marker}-->" if scan.constructs[piece].where == "data" else marker)
-        else:
-            out.append(_marker(piece))
-    return "".join(out)
 
 
 def _same_html(a: str, b: str) -> bool:
@@ -361,12 +130,12 @@ class CompiledMail:
         self.plain_template = compile_template(
             combined, html=True, strict=strict, part="body", **fold
         )
-        scan = _scan(combined)
+        scan = scan_template(combined)
         self.dynamic_reason = scan.dynamic
         html_source = combined
         self.inlined_once = False
         if scan.dynamic is None:
-            restored = _restore(inline_css(_protected(scan, comments=True)), scan, every=True)
+            restored = restore(inline_css(protected(scan, comments=True)), scan, every=True)
             if restored is None:
                 self.dynamic_reason = "the HTML parser moved a template tag"
             else:
@@ -380,7 +149,7 @@ class CompiledMail:
                 text_body, html=False, strict=strict, part="text", **fold
             )
         else:
-            text_source = _restore(html_to_text(_protected(scan, comments=False)), scan)
+            text_source = restore(html_to_text(protected(scan, comments=False)), scan)
         self.text_derived_once = False
         if text_source is not None and not self.text_written:
             try:

@@ -2,18 +2,18 @@
 
 from django.urls import path
 
-from campaigns import report_views, views
+from campaigns import report_views, setup_views, views
 
 urlpatterns = [
     path("", views.campaign_list, name="campaigns"),
     path("new/", views.campaign_create, name="campaign_create"),
     path("live-preview/", views.live_preview, name="campaign_live_preview"),
     path("live-preview/html/", views.live_preview_html, name="campaign_live_preview_html"),
-    path("layouts/", views.layout_list, name="layouts"),
-    path("layouts/new/", views.layout_create, name="layout_create"),
-    path("layouts/<uuid:layout_code>/", views.layout_edit, name="layout_edit"),
-    path("settings/", views.unit_settings, name="campaign_settings"),
-    path("settings/from-addresses/new/", views.identity_request, name="identity_request"),
+    path("layouts/", setup_views.layout_list, name="layouts"),
+    path("layouts/new/", setup_views.layout_create, name="layout_create"),
+    path("layouts/<uuid:layout_code>/", setup_views.layout_edit, name="layout_edit"),
+    path("settings/", setup_views.unit_settings, name="campaign_settings"),
+    path("settings/from-addresses/new/", setup_views.identity_request, name="identity_request"),
     path("<uuid:campaign_code>/", views.campaign_detail, name="campaign_detail"),
     path("<uuid:campaign_code>/edit/", views.campaign_edit, name="campaign_edit"),
     path("<uuid:campaign_code>/submit/", views.campaign_submit, name="campaign_submit"),

@@ -1,6 +1,6 @@
 """Outbound events: endpoints a unit registers, and the outbox every change writes to.
 
-The writers of the changes (consent.ledger, consent.services.suppress, campaigns.feedback,
+The writers of the changes (consent.ledger, consent.services.suppress, campaigns.feedback_effects,
 recipients.services.recipient_erase) call `events_emit` or `events_emit_sql` inside their own
 transaction: the event exists if and only if the change does (the outbox pattern). A unit
 without an endpoint for the type costs one EXISTS query and writes nothing.

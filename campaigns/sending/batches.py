@@ -40,7 +40,7 @@ from campaigns.sending.transport import (
 )
 from campaigns.services.status import TransitionError, campaign_pause
 from consent.selectors import sendable
-from mlm.mail.build import HeaderInjection
+from mlm.mail.headers import HeaderInjection
 
 log = logging.getLogger(__name__)
 

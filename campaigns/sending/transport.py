@@ -16,7 +16,7 @@ from django.utils.module_loading import import_string
 
 from campaigns.models import UnitCampaignSettings
 from campaigns.sandbox import RenderError
-from mlm.mail.build import HeaderInjection
+from mlm.mail.headers import HeaderInjection
 from mlm.models import SenderUnit
 
 

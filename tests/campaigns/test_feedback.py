@@ -10,7 +10,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from campaigns.feedback import SOFT_BOUNCE_LIMIT, Feedback, feedback_record
+from campaigns.feedback import Feedback, feedback_record
+from campaigns.feedback_effects import SOFT_BOUNCE_LIMIT
 from campaigns.models import BounceKind, DeliveryEvent, EventKind
 from consent.models import (
     Action,

@@ -18,13 +18,9 @@ from django.core.mail import get_connection
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlm.mail.build import (
-    HeaderInjection,
-    MessageBuilder,
-    encode_body,
-    quoted_printable,
-)
+from mlm.mail.build import MessageBuilder, encode_body, quoted_printable
 from mlm.mail.dkim import DKIMSigner, dns_record, generate_key_pair
+from mlm.mail.headers import HeaderInjection
 from mlm.mail.outbox import OutboxBackend
 from mlm.models import OutboxMessage
 from tests.system.smtp_sink import SMTPSink
