@@ -75,9 +75,7 @@ local function now_ms(given)
 end
 """
 
-_LEASE_ACQUIRE_LUA = (
-    _NOW_MS_LUA
-    + """
+_LEASE_ACQUIRE_LUA = f"""{_NOW_MS_LUA}
 -- KEYS[1]: the slots. ARGV: limit, lease in ms, lease id, optionally the time now in ms.
 local now = now_ms(ARGV[4])
 local lease_ms = tonumber(ARGV[2])
@@ -91,11 +89,8 @@ if redis.call('PTTL', KEYS[1]) < lease_ms then
 end
 return 1
 """
-)
 
-_LEASE_RENEW_LUA = (
-    _NOW_MS_LUA
-    + """
+_LEASE_RENEW_LUA = f"""{_NOW_MS_LUA}
 -- KEYS[1]: the slots. ARGV: lease in ms, lease id, optionally the time now in ms. 1 if the
 -- lease was still ours.
 local now = now_ms(ARGV[3])
@@ -111,16 +106,12 @@ if redis.call('PTTL', KEYS[1]) < lease_ms then
 end
 return 1
 """
-)
 
-_LEASE_COUNT_LUA = (
-    _NOW_MS_LUA
-    + """
+_LEASE_COUNT_LUA = f"""{_NOW_MS_LUA}
 -- KEYS[1]: the slots. ARGV: optionally the time now in ms.
 local now = now_ms(ARGV[1])
 return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
 """
-)
 
 
 def unit_key(unit_id: int) -> str:
