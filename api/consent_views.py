@@ -11,7 +11,7 @@ from api.models import ApiRole
 from api.scoping import UnitScopedAPIView
 from api.serializers import ConsentAnswerSerializer, ConsentSerializer
 from consent.models import Action
-from recipients.selectors import recipient_suppressions
+from recipients.selectors import recipient_is_suppressed
 
 
 class ConsentView(UnitScopedAPIView):
@@ -70,6 +70,6 @@ class ConsentView(UnitScopedAPIView):
             "dm_type": event.dm_type.key if event.dm_type else None,
             "notice_version": event.notice.version if event.notice else None,
             "recorded_at": event.created_at,
-            "suppressed": recipient_suppressions(recorded.recipient).exists(),
+            "suppressed": recipient_is_suppressed(recorded.recipient),
         }
         return 201, ConsentAnswerSerializer(answer).data

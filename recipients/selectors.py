@@ -15,6 +15,7 @@ from psycopg import errors
 
 from consent.models import ConsentEvent, DMType, Suppression
 from consent.selectors import granted, sendable
+from mlm.db import row_exists
 from mlm.models import SenderUnit
 from recipients.models import (
     Audience,
@@ -274,6 +275,15 @@ def recipient_suppressions(recipient: Recipient) -> QuerySet[Suppression]:
     return Suppression.objects.filter(
         Q(unit=recipient.unit_id) | Q(unit__isnull=True), email_hash=recipient.email_hash
     ).order_by("created_at")
+
+
+def recipient_is_suppressed(recipient: Recipient) -> bool:
+    """Whether a suppression of its unit or of every unit stops mail to this recipient."""
+    return row_exists(
+        Suppression,
+        "(unit_id = %s OR unit_id IS NULL) AND email_hash = %s",
+        [recipient.unit_id, recipient.email_hash],
+    )
 
 
 # Segments ----------------------------------------------------------------------------------

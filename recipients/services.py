@@ -12,6 +12,7 @@ from django.db import transaction
 
 from consent.models import Suppression, SuppressionReason
 from consent.services import carry_case_sensitive_suppressions
+from mlm.db import row_exists
 from mlm.models import SenderUnit
 from mlm.services import audit_record
 from recipients.addresses import address_hash, is_internal_address, normalise_address
@@ -72,9 +73,11 @@ def _checked(*, email: str, category: str, fields: dict[str, str]) -> tuple[str,
             raise ValidationError(f"{name.replace('_', ' ')} is longer than {limit} characters.")
     carry_case_sensitive_suppressions([normalised])
     digest = address_hash(normalised)
-    if Suppression.objects.filter(
-        unit__isnull=True, email_hash=digest, reason=SuppressionReason.ERASURE
-    ).exists():
+    if row_exists(
+        Suppression,
+        "unit_id IS NULL AND email_hash = %s AND reason = %s",
+        [digest, SuppressionReason.ERASURE.value],
+    ):
         raise ErasedAddress(
             f"{normalised} belongs to a person whose data was erased at their request; it is "
             "kept out of every unit and cannot be added again."

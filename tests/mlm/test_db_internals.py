@@ -15,6 +15,7 @@ from mlm.db import (
     mark_prepared,
     queryset_sql,
     raw_connection,
+    row_exists,
     server_binding_cursor,
     skip_health_check,
 )
@@ -178,3 +179,16 @@ def test_fetch_model_gives_what_the_orm_gives(world):
     with CaptureQueriesContext(connection) as queries:
         fetch_model(Recipient, "id = %s", [recipient.pk], lock=True)
     assert queries.captured_queries[0]["sql"].endswith("FOR UPDATE")
+
+
+def test_row_exists_answers_as_the_orm_does(world):
+    from recipients.models import Recipient
+    from recipients.services import recipient_upsert
+
+    assert row_exists(Recipient, "unit_id = %s", [world.unit.pk]) is False
+    recipient_upsert(unit=world.unit, email="ada@partner.example.org", category="external", by=None)
+    assert row_exists(Recipient, "unit_id = %s", [world.unit.pk]) == (
+        Recipient.objects.filter(unit=world.unit).exists()
+    )
+    assert row_exists(Recipient, "unit_id = %s", [world.unit.pk]) is True
+    assert row_exists(Recipient, "unit_id = %s AND id < 0", [world.unit.pk]) is False
