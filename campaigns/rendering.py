@@ -34,6 +34,10 @@ from campaigns.template_scan import protected, restore, scan_template
 CONTENT_SLOT = re.compile(r"\{\{-?\s*content\s*-?\}\}")
 _TEXT_LINK = re.compile(r"\[([^\]\n]*)\]\(([^)\s]+)\)")
 _TEXT_CONFIG = ParserConfig(display_links=True, display_images=False)
+# Splits the parts of the one-template fast path. Random, so no template or recipient can write
+# it; the same for the whole process, so a source compiled again is the same source (the
+# sandbox keeps its compiled code).
+_SEPARATOR = f"\x1e{uuid.uuid4().hex}\x1e"
 _INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
 
@@ -96,7 +100,7 @@ class CompiledMail:
     fast paths are verified on it.
 
     The fast path renders all three parts with one template (subject and text in
-    `{% autoescape false %}` blocks, split by a random separator): one context per recipient
+    `{% autoescape false %}` blocks, split by `_SEPARATOR`): one context per recipient
     instead of three. The parts compiled on their own stay for the slow path and for errors.
     """
 
@@ -162,7 +166,6 @@ class CompiledMail:
         self.html_template: Template = self.plain_template
         if self.inlined_once:
             self.html_template = compile_template(html_source, html=True, strict=strict, **fold)
-        self._separator = f"\x1e{uuid.uuid4().hex}\x1e"
         self.one_template: Template | None = None
         if self.inlined_once and text_source is not None:
             try:
@@ -170,9 +173,9 @@ class CompiledMail:
                     "{% autoescape false %}"
                     + subject
                     + "{% endautoescape %}"
-                    + self._separator
+                    + _SEPARATOR
                     + html_source
-                    + self._separator
+                    + _SEPARATOR
                     + "{% autoescape false %}"
                     + text_source
                     + "{% endautoescape %}",
@@ -228,14 +231,13 @@ class CompiledMail:
             return None
         # find/rfind rather than split: the subject is short and the text comes last, so both
         # searches stop early (str.split would scan the whole mail, a tenth of the render).
-        separator = self._separator
-        first, last = output.find(separator), output.rfind(separator)
+        first, last = output.find(_SEPARATOR), output.rfind(_SEPARATOR)
         if first < 0 or first == last:
             return None
         return MailParts(
             subject=self._subject(output[:first]),
-            html=output[first + len(separator) : last],
-            text=output[last + len(separator) :],
+            html=output[first + len(_SEPARATOR) : last],
+            text=output[last + len(_SEPARATOR) :],
         )
 
     def _located(self, error: RenderError) -> RenderError:

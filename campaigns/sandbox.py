@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import re
 import time
+from functools import lru_cache
+from types import CodeType
 from typing import Any
 
 from jinja2 import (
@@ -337,6 +339,14 @@ def _shadowed(tree: nodes.Template) -> set[str]:
     }
 
 
+@lru_cache(maxsize=64)
+def _compiled(source: str, *, html: bool, strict: bool) -> CodeType:
+    """The code of a template that folds no constants: the same source always compiles to the
+    same code, and a layout is compiled again on every save, check and preview."""
+    env = environment(html=html, strict=strict)
+    return env.compile(env.parse(source))
+
+
 def compile_template(
     source: str,
     *,
@@ -357,13 +367,16 @@ def compile_template(
         )
     env = environment(html=html, strict=strict)
     try:
-        tree = env.parse(source)
         if constants:
+            tree = env.parse(source)
             shadowed = _shadowed(tree)
             usable = {k: v for k, v in constants.items() if k not in shadowed}
             tree = _Fold(usable, html=html, strict=strict).visit(tree)
             tree.set_environment(env)
-        return env.template_class.from_code(env, env.compile(tree), env.make_globals(None))
+            code = env.compile(tree)
+        else:
+            code = _compiled(source, html=html, strict=strict)
+        return env.template_class.from_code(env, code, env.make_globals(None))
     except TemplateSyntaxError as error:
         raise RenderError(error.message or "syntax error", part=part, lineno=error.lineno) from None
     except (TemplateError, RecursionError, ValueError) as error:

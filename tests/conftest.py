@@ -36,6 +36,13 @@ def _fast_password_hashing(settings) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _static_files_found_per_request(settings) -> None:
+    """Every test client loads the middleware anew, and WhiteNoise would list all static files
+    each time; it looks them up per request instead, as under `make run` (DEBUG)."""
+    settings.WHITENOISE_AUTOREFRESH = True
+
+
+@pytest.fixture(autouse=True)
 def fresh_rate_limits(settings) -> None:
     """Every test counts its own hits: a fresh key prefix instead of flushing a shared Redis."""
     settings.MLM_RATE_LIMIT_PREFIX = f"rl:test:{uuid.uuid4().hex}:"

@@ -84,7 +84,10 @@ class IMAPServer:
         self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # Polled often, so that stop() does not wait half a second.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     def add(self, raw: bytes, flags: set[str] | None = None) -> int:
         uid = max(self.messages, default=0) + 1

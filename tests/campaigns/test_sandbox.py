@@ -196,3 +196,23 @@ def test_values_still_print():
     assert run("{{ 1 }} {{ 'a' }} {{ [1, 2] }} {% set n = namespace(a=3) %}{{ n.a }}") == (
         "1 a [1, 2] 3"
     )
+
+
+def test_a_source_compiled_again_is_judged_and_rendered_as_the_first_time():
+    """The code of a source is kept between compiles: a broken source is refused every time,
+    and each compile renders its own variables."""
+    for _ in range(2):
+        with pytest.raises(RenderError, match="body, line 2: Expected an expression"):
+            compile_template("Dear\n{% for %}", html=True, strict=True, part="body")
+    assert run("Dear {{ first_name }}", first_name="Ann") == "Dear Ann"
+    assert run("Dear {{ first_name }}", first_name="Ben") == "Dear Ben"
+
+
+def test_the_constants_folded_in_are_those_of_the_compile():
+    """Two campaigns with the same source and different constants never share a compile."""
+    source = "{{ unit.name }}: {{ first_name }}"
+    for name in ("Engineering", "Alumni"):
+        template = compile_template(
+            source, html=True, strict=True, constants={"unit": {"name": name}}
+        )
+        assert render(template, {"first_name": "Ann", "unit": {"name": "?"}}) == f"{name}: Ann"
