@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.processes import Worker
-from tests.system.smtp_sink import SinkProcess, SMTPSink
+from tests.system.sink_process import SinkProcess
+from tests.system.smtp_sink import SMTPSink
 
 BATCH = 20  # the dispatch workers' batch size
 LEASE = 20  # and their lease, in seconds

@@ -1,10 +1,10 @@
 """A real SMTP server on loopback for system tests: it records every message and fails on demand.
 
 `SMTPSink` runs aiosmtpd's SMTP protocol on its own event loop in a thread of the test process;
-`SinkProcess` runs the same sink as a separate process (`python -m tests.system.smtp_sink --dir
-D`), for tests that kill or starve the processes around it. Both record each accepted message
-(envelope sender, recipients, raw bytes, Message-ID, time) in memory and, given a directory, as
-files another process can read (`read_records`), and both take the same faults at run time:
+`SinkProcess` (tests/system/sink_process.py) runs the same sink as a separate process, for tests
+that kill or starve the processes around it. Both record each accepted message (envelope
+sender, recipients, raw bytes, Message-ID, time) in memory and, given a directory, as files
+another process can read (`read_records`), and both take the same faults at run time:
 
 - `transient(code=451, stage="rcpt" | "data", seconds=…, count=…)`: 421 or 451 answers for a
   while (421 also closes the connection, as RFC 5321 §3.8 says);
@@ -19,17 +19,11 @@ files another process can read (`read_records`), and both take the same faults a
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import dataclasses
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -413,10 +407,10 @@ def write_record(directory: Path, received: Received) -> None:
     """`<seq>.eml` with the raw bytes, then `<seq>.json`: a record exists once its JSON does."""
     folder = directory / "messages"
     stem = f"{received.seq:08d}"
-    _write_atomic(folder / f"{stem}.eml", received.raw)
+    write_atomic(folder / f"{stem}.eml", received.raw)
     meta = {f.name: getattr(received, f.name) for f in dataclasses.fields(received)}
     del meta["raw"]
-    _write_atomic(folder / f"{stem}.json", json.dumps(meta).encode())
+    write_atomic(folder / f"{stem}.json", json.dumps(meta).encode())
 
 
 def read_records(directory: Path) -> list[Received]:
@@ -429,138 +423,13 @@ def read_records(directory: Path) -> list[Received]:
     return records
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-# --- the sink as a process ----------------------------------------------------------------------
-
-
-class SinkProcess(FaultSwitches):
-    """The sink in its own process; faults switch through `<directory>/faults.json`."""
-
-    def __init__(self, directory: Path, *, port: int = 0) -> None:
-        self.directory = directory
-        self.host = "127.0.0.1"
-        self.port = port
-        self.faults = Faults()
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 30) -> SinkProcess:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / "port").unlink(missing_ok=True)
-        self._log = (self.directory / "sink.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.system.smtp_sink", "--dir", str(self.directory),
-             "--port", str(self.port)],
-            cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + timeout
-        port_file = self.directory / "port"
-        while not port_file.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the sink did not start: {self.log()[-2000:]}")
-            time.sleep(0.05)
-        self.port = int(port_file.read_text())
-        return self
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process is not None:
-            self._log.close()
-
-    def __enter__(self) -> SinkProcess:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def log(self) -> str:
-        path = self.directory / "sink.log"
-        return path.read_text(errors="replace") if path.exists() else ""
-
-    def _change(self, **changes) -> None:
-        # A numbered change; the sink polls every 20 ms and writes the number it applied.
-        self._version = getattr(self, "_version", 0) + 1
-        change = {"version": self._version, "changes": changes}
-        _write_atomic(self.directory / "faults.json", json.dumps(change).encode())
-        deadline = time.monotonic() + 10
-        applied = self.directory / "faults.applied"
-        while time.monotonic() < deadline:
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                if int(applied.read_text()) >= self._version:
-                    return
-            time.sleep(0.01)
-        raise AssertionError(f"the sink did not take the faults: {self.log()[-2000:]}")
-
-    @property
-    def messages(self) -> list[Received]:
-        return read_records(self.directory)
-
-    def message_ids(self) -> list[str | None]:
-        return [m.message_id for m in self.messages]
-
-    def wait_for(self, count: int, timeout: float = 30) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while True:
-            records = self.messages
-            if len(records) >= count:
-                return records
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{len(records)} of {count} messages arrived")
-            time.sleep(0.05)
-
-    email_env = SMTPSink.email_env
-
-
-async def _watch_faults(sink: SMTPSink, directory: Path) -> None:
-    path, applied = directory / "faults.json", directory / "faults.applied"
-    seen = 0
-    while True:
-        with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
-            change = json.loads(path.read_text())
-            if change["version"] > seen:
-                await sink._apply(change["changes"])
-                seen = change["version"]
-                _write_atomic(applied, str(seen).encode())
-        await asyncio.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", type=Path, required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    args = parser.parse_args()
-    sink = SMTPSink(host=args.host, port=args.port, directory=args.dir).start()
-    asyncio.run_coroutine_threadsafe(_watch_faults(sink, args.dir), sink._loop)
-    _write_atomic(args.dir / "port", str(sink.port).encode())
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    signal.signal(signal.SIGINT, lambda *_: stopped.set())
-    stopped.wait()
-    sink.stop()
 
 
 def duplicates(records: list[Received]) -> dict[str | None, int]:
     """Message-IDs that arrived more than once, with how many times (I7: should be empty)."""
     counts = Counter(record.message_id for record in records)
     return {message_id: n for message_id, n in counts.items() if n > 1}
-
-
-if __name__ == "__main__":
-    main()
