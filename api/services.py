@@ -4,29 +4,26 @@ recorded by other systems."""
 from __future__ import annotations
 
 import hashlib
-import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Model, Q
 from django.utils import timezone
 
 from api.models import ApiKey, ApiRole
 from consent import services as consent_services
 from consent.models import Action, Channel, ConsentEvent, DMType
-from mlm.db import fetch_model, skip_health_check
+from mlm.db import fetch_model, once_more_on_a_new_connection
 from mlm.inserts import table
 from mlm.models import SenderUnit
 from mlm.services import acting_as, audit_record
 from recipients.addresses import address_hash, is_internal_address
 from recipients.models import Category, Recipient
 from recipients.services import recipient_create
-
-log = logging.getLogger(__name__)
 
 KEY_START = "mlm_"
 # last_used_at is written at most this often per key: a busy key would otherwise cost one
@@ -125,15 +122,9 @@ def _key_by_hash(secret_hash: str) -> ApiKey | None:
     """The key (and its unit) whose secret has this hash. It spares Django's health check (a
     SELECT 1 round trip each request): a connection that died since the last request fails
     this read, which runs once more on a new connection."""
-    skip_health_check()
-    try:
-        row = _fetch_one(_KEY_BY_HASH, [secret_hash])
-    except (OperationalError, InterfaceError):
-        if connection.in_atomic_block:
-            raise
-        log.warning("api: the database connection was lost; trying once more")
-        connection.close()
-        row = _fetch_one(_KEY_BY_HASH, [secret_hash])
+    row = once_more_on_a_new_connection(
+        lambda: _fetch_one(_KEY_BY_HASH, [secret_hash]), what="api key"
+    )
     if row is None:
         return None
     split = len(_KEY_COLUMNS)

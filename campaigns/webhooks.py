@@ -23,7 +23,6 @@ from anymail.signals import AnymailTrackingEvent, EventType
 from anymail.utils import get_anymail_setting
 from csp.decorators import csp_exempt
 from django.core.exceptions import ImproperlyConfigured
-from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, HttpResponseForbidden
 from django.urls import URLPattern
 from django.utils import timezone
@@ -32,7 +31,7 @@ from django.views.decorators.csrf import csrf_exempt
 from campaigns.feedback import Feedback, feedback_record
 from campaigns.models import BounceKind, EventKind
 from campaigns.services.status import send_error_text
-from mlm.db import skip_health_check
+from mlm.db import once_more_on_a_new_connection
 from recipients.addresses import address_hash
 
 log = logging.getLogger(__name__)
@@ -188,15 +187,7 @@ def _record(batch: list[Feedback]) -> None:
     query of each request: a round trip for every single-event webhook). A connection that
     died since the last request fails the first statement instead, and the batch is recorded
     once more on a new connection: safe, as a stored event is never stored or acted on twice."""
-    skip_health_check()
-    try:
-        feedback_record(batch)
-    except (OperationalError, InterfaceError):
-        if connection.in_atomic_block:
-            raise
-        log.warning("webhook: the database connection was lost; recording the batch once more")
-        connection.close()
-        feedback_record(batch)
+    once_more_on_a_new_connection(lambda: feedback_record(batch), what="webhook batch")
 
 
 def anymail_urlpatterns() -> list[URLPattern]:

@@ -11,7 +11,6 @@ transaction (outbound.services).
 from __future__ import annotations
 
 import json
-import logging
 
 # The bulk SQL is assembled from model table names and constants; every value is a parameter.
 # ruff: noqa: S608
@@ -21,7 +20,7 @@ from datetime import datetime
 from uuid import UUID
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import connection
 from django.utils import timezone
 
 from consent.models import (
@@ -32,13 +31,11 @@ from consent.models import (
     Subscription,
     SubscriptionState,
 )
-from mlm.db import is_prepared, mark_prepared, skip_health_check
+from mlm.db import is_prepared, mark_prepared, once_more_on_a_new_connection
 from mlm.inserts import insert_parts, table
 from outbound.models import EventType
 from outbound.services import emit_statement, events_emit_sql, events_kick
 from recipients.models import Recipient, RecipientStatus
-
-log = logging.getLogger(__name__)
 
 _IP_FIELD = ConsentEvent._meta.get_field("ip_address")
 
@@ -418,6 +415,11 @@ def _one_click_run(cursor, params: list) -> int:
     return cursor.fetchone()[1]
 
 
+def _one_click_once(params: list) -> int:
+    with connection.cursor() as cursor:
+        return _one_click_run(cursor, params)
+
+
 def record_one_click(
     *,
     dm_type_code: UUID,
@@ -449,16 +451,6 @@ def record_one_click(
     # Nor a health check's SELECT 1 before it (a third of the database time): a connection that
     # died since the last request fails the statement itself, which then runs once more on a new
     # connection. Safe to repeat: a withdrawal already written makes the second one write nothing.
-    skip_health_check()
-    try:
-        with connection.cursor() as cursor:
-            queued = _one_click_run(cursor, params)
-    except (OperationalError, InterfaceError):
-        if connection.in_atomic_block:
-            raise
-        log.warning("one-click: the database connection was lost; trying once more")
-        connection.close()
-        with connection.cursor() as cursor:
-            queued = _one_click_run(cursor, params)
+    queued = once_more_on_a_new_connection(lambda: _one_click_once(params), what="one-click")
     if queued:
         events_kick()

@@ -9,8 +9,14 @@ that breaks one fails there, loudly, rather than slowing or breaking those paths
 from __future__ import annotations
 
 import functools
+import logging
+from collections.abc import Callable
+from typing import TypeVar
 
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def raw_connection():
@@ -37,6 +43,21 @@ def skip_health_check() -> None:
     """
     if connection.connection is not None and not connection.in_atomic_block:
         connection.health_check_done = True
+
+
+def once_more_on_a_new_connection(run: Callable[[], T], *, what: str) -> T:
+    """`run()` without the health check (see `skip_health_check`); if the connection died
+    since the last request, `run()` once more on a new connection. `run` must therefore be
+    safe to repeat, and start outside a transaction. `what` names it in the warning."""
+    skip_health_check()
+    try:
+        return run()
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block:
+            raise
+        log.warning("%s: the database connection was lost; trying once more", what)
+        connection.close()
+        return run()
 
 
 def server_binding_cursor():

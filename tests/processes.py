@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -87,11 +88,15 @@ class Worker:
         self._log.close()
 
 
-def wait_for(predicate, timeout: float = 30, interval: float = 0.2, message: str = "") -> None:
-    """Poll `predicate` until it holds; fail with `message` after `timeout` seconds."""
+def wait_for(
+    predicate, timeout: float = 30, interval: float = 0.2, message: str | Callable[[], str] = ""
+) -> None:
+    """Poll `predicate` until it holds; fail with `message` (or what it returns when called,
+    such as a log read at that moment) after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(interval)
-    raise AssertionError(message or "condition not met in time")
+    text = message() if callable(message) else message
+    raise AssertionError(text or "condition not met in time")

@@ -196,11 +196,11 @@ def test_the_key_lookup_survives_a_connection_that_died_between_requests(
     """The key is read without Django's SELECT 1 health check: on a connection the server
     ended since the last request, the read fails and runs once more on a new one."""
     key, secret = crm_key
-    logging.getLogger("api").addHandler(caplog.handler)  # the api logger does not propagate
+    logging.getLogger("mlm").addHandler(caplog.handler)  # the mlm logger does not propagate
     try:
         found = api_key_for_secret(secret)
     finally:
-        logging.getLogger("api").removeHandler(caplog.handler)
+        logging.getLogger("mlm").removeHandler(caplog.handler)
     assert found == key
     assert found.unit == world.unit
     assert backend_pid() != new_request_on_a_dead_connection

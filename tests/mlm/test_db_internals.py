@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from mlm.db import (
     fetch_model,
     is_prepared,
     mark_prepared,
+    once_more_on_a_new_connection,
     queryset_sql,
     raw_connection,
     row_exists,
@@ -192,3 +193,37 @@ def test_row_exists_answers_as_the_orm_does(world):
     )
     assert row_exists(Recipient, "unit_id = %s", [world.unit.pk]) is True
     assert row_exists(Recipient, "unit_id = %s AND id < 0", [world.unit.pk]) is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_once_more_on_a_new_connection_runs_again_after_a_dead_one(
+    new_request_on_a_dead_connection,
+):
+    """The first run meets the dead session (no health check first) and the second, on a new
+    connection, gives the answer."""
+    runs = []
+
+    def run() -> int:
+        runs.append(1)
+        return backend_pid()
+
+    assert once_more_on_a_new_connection(run, what="test") != new_request_on_a_dead_connection
+    assert len(runs) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_once_more_on_a_new_connection_keeps_the_health_check_inside_a_transaction(
+    new_request_on_a_dead_connection,
+):
+    """Inside a transaction a second run could repeat half of it: the health check stays, finds
+    the dead session first, and the work runs once."""
+    runs = []
+
+    def run() -> int:
+        runs.append(1)
+        return backend_pid()
+
+    with transaction.atomic():
+        pid = once_more_on_a_new_connection(run, what="test")
+    assert pid != new_request_on_a_dead_connection
+    assert len(runs) == 1

@@ -12,9 +12,9 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
+from tests.processes import wait_for
 from tests.system.smtp_sink import (
     ROOT,
     Faults,
@@ -45,12 +45,15 @@ class SinkProcess(FaultSwitches):
              "--port", str(self.port)],
             cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        deadline = time.monotonic() + timeout
         port_file = self.directory / "port"
-        while not port_file.exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"the sink did not start: {self.log()[-2000:]}")
-            time.sleep(0.05)
+        wait_for(
+            lambda: port_file.exists() or self.process.poll() is not None,
+            timeout=timeout,
+            interval=0.05,
+            message=lambda: f"the sink did not start: {self.log()[-2000:]}",
+        )
+        if not port_file.exists():
+            raise AssertionError(f"the sink exited: {self.log()[-2000:]}")
         self.port = int(port_file.read_text())
         return self
 
@@ -80,14 +83,18 @@ class SinkProcess(FaultSwitches):
         self._version = getattr(self, "_version", 0) + 1
         change = {"version": self._version, "changes": changes}
         write_atomic(self.directory / "faults.json", json.dumps(change).encode())
-        deadline = time.monotonic() + 10
-        applied = self.directory / "faults.applied"
-        while time.monotonic() < deadline:
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                if int(applied.read_text()) >= self._version:
-                    return
-            time.sleep(0.01)
-        raise AssertionError(f"the sink did not take the faults: {self.log()[-2000:]}")
+        wait_for(
+            lambda: self._applied() >= self._version,
+            timeout=10,
+            interval=0.01,
+            message=lambda: f"the sink did not take the faults: {self.log()[-2000:]}",
+        )
+
+    def _applied(self) -> int:
+        """The number of the last fault change the sink applied (0: none yet)."""
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            return int((self.directory / "faults.applied").read_text())
+        return 0
 
     @property
     def messages(self) -> list[Received]:
@@ -97,14 +104,13 @@ class SinkProcess(FaultSwitches):
         return [m.message_id for m in self.messages]
 
     def wait_for(self, count: int, timeout: float = 30) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while True:
-            records = self.messages
-            if len(records) >= count:
-                return records
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{len(records)} of {count} messages arrived")
-            time.sleep(0.05)
+        wait_for(
+            lambda: len(self.messages) >= count,
+            timeout=timeout,
+            interval=0.05,
+            message=lambda: f"{len(self.messages)} of {count} messages arrived",
+        )
+        return self.messages
 
     email_env = SMTPSink.email_env
 
