@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Model, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from api.models import ApiKey, ApiRole
 from consent import services as consent_services
 from consent.models import Action, Channel, ConsentEvent, DMType
-from mlm.db import fetch_model, once_more_on_a_new_connection
+from mlm.db import column_list, fetch_model, model_from_row, once_more_on_a_new_connection
 from mlm.inserts import table
 from mlm.models import SenderUnit
 from mlm.services import acting_as, audit_record
@@ -103,18 +103,14 @@ def api_key_for_secret(secret: str, *, now: datetime | None = None) -> ApiKey | 
     return key
 
 
-def _columns(model: type[Model], alias: str) -> list[str]:
-    return [f"{alias}.{connection.ops.quote_name(f.column)}" for f in model._meta.concrete_fields]
-
-
 # The key and its unit by the unique index on the hash: what select_related("unit") reads,
 # written once. The first query of every API request; the ORM's compiling of it cost more CPU
 # than the database's answer (half the request's authentication).
-_KEY_COLUMNS, _UNIT_COLUMNS = _columns(ApiKey, "k"), _columns(SenderUnit, "u")
 # Table and column names come from the models; the hash is a parameter.
 _KEY_BY_HASH = (
-    f"SELECT {', '.join(_KEY_COLUMNS + _UNIT_COLUMNS)} FROM {table(ApiKey)} k "  # noqa: S608
-    f"JOIN {table(SenderUnit)} u ON u.id = k.unit_id WHERE k.secret_hash = %s"
+    f"SELECT {column_list(ApiKey, 'k')}, {column_list(SenderUnit, 'u')} "  # noqa: S608
+    f"FROM {table(ApiKey)} k JOIN {table(SenderUnit)} u ON u.id = k.unit_id "
+    "WHERE k.secret_hash = %s"
 )
 
 
@@ -127,9 +123,9 @@ def _key_by_hash(secret_hash: str) -> ApiKey | None:
     )
     if row is None:
         return None
-    split = len(_KEY_COLUMNS)
-    key = ApiKey.from_db(connection.alias, None, row[:split])
-    key.unit = SenderUnit.from_db(connection.alias, None, row[split:])
+    split = len(ApiKey._meta.concrete_fields)
+    key = model_from_row(ApiKey, row[:split])
+    key.unit = model_from_row(SenderUnit, row[split:])
     return key
 
 

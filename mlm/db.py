@@ -88,16 +88,34 @@ def mark_prepared(name: str) -> None:
     connection._mlm_prepared[name] = connection.connection
 
 
-@functools.cache
-def _select_list(model) -> tuple[str, tuple]:
-    """The model's columns as a SELECT list, and the (position, from_db_value) of the fields
-    that convert what the database gives (JSON text, for one)."""
-    fields = model._meta.concrete_fields
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    converters = tuple(
-        (i, f.from_db_value) for i, f in enumerate(fields) if hasattr(f, "from_db_value")
+def column_list(model, alias: str = "") -> str:
+    """The model's columns, in the order `model_from_row` reads them, as a SELECT list
+    (each prefixed by `alias.` if given)."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(
+        prefix + connection.ops.quote_name(f.column) for f in model._meta.concrete_fields
     )
-    return columns, converters
+
+
+@functools.cache
+def _converters(model) -> tuple:
+    """(position, from_db_value) of the fields that convert what the database gives."""
+    return tuple(
+        (i, f.from_db_value)
+        for i, f in enumerate(model._meta.concrete_fields)
+        if hasattr(f, "from_db_value")
+    )
+
+
+def model_from_row(model, values):
+    """An instance of `model` from the values of `column_list(model)`, each field converted as
+    the ORM converts it (JSON text, for one)."""
+    converters = _converters(model)
+    if converters:
+        values = list(values)
+        for i, convert in converters:
+            values[i] = convert(values[i], None, connection)
+    return model.from_db(connection.alias, None, values)
 
 
 def fetch_model(model, where: str, params: list, *, lock: bool = False):
@@ -105,20 +123,13 @@ def fetch_model(model, where: str, params: list, *, lock: bool = False):
     instance, or None: what `model.objects.filter(...).first()` gives for a unique lookup,
     without the ORM compiling the query, which costs more CPU than the database's answer on
     the API's hottest requests. `lock`: FOR UPDATE, inside a transaction."""
-    columns, converters = _select_list(model)
     # `where` is the caller's SQL text; every value is a parameter.
     table = connection.ops.quote_name(model._meta.db_table)
-    sql = f"SELECT {columns} FROM {table} WHERE {where}"  # noqa: S608
+    sql = f"SELECT {column_list(model)} FROM {table} WHERE {where}"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(sql + (" LIMIT 1 FOR UPDATE" if lock else " LIMIT 1"), params)
         row = cursor.fetchone()
-    if row is None:
-        return None
-    if converters:
-        row = list(row)
-        for i, convert in converters:
-            row[i] = convert(row[i], None, connection)
-    return model.from_db(connection.alias, None, row)
+    return None if row is None else model_from_row(model, row)
 
 
 def row_exists(model, where: str, params: list) -> bool:
