@@ -155,3 +155,28 @@ def test_it_names_every_kind_of_mismatch(ledger):
         ("event", ben.pk, None),
         ("unit", ann.pk, events.pk),
     }
+
+
+def test_the_events_returned_are_the_rows_written_and_folded(ledger):
+    """I4: `grant` and `withdraw` return the ledger's own rows (ids in the order of the DM
+    types, each grant naming the notice shown), and a second change of the same scope moves
+    the fold's one row to the newer event instead of adding a row."""
+    ann, ben, news, events = ledger["ann"], ledger["ben"], ledger["news"], ledger["events"]
+    granted = grant(recipient=ann, dm_types=[news, events], channel=Channel.ADMIN, evidence="Desk")
+    assert [e.dm_type for e in granted] == [news, events]
+    assert granted[0].pk < granted[1].pk
+    for event in granted:
+        stored = ConsentEvent.objects.get(pk=event.pk)
+        assert (stored.action, stored.dm_type, stored.notice, stored.created_at) == (
+            event.action,
+            event.dm_type,
+            event.dm_type.current_notice,
+            event.created_at,
+        )
+    [again] = withdraw(recipient=ben, dm_types=None, channel=Channel.ADMIN, evidence="Called")
+    whole_unit = Subscription.objects.filter(recipient=ben, dm_type__isnull=True)
+    assert whole_unit.count() == 1
+    assert whole_unit.get().event_id == again.pk
+    out = StringIO()
+    call_command("verify_consent", stdout=out)
+    assert out.getvalue().startswith("OK:")
